@@ -1,0 +1,374 @@
+//! The config file (`--config`, YAML). Unknown keys are errors naming the key and line.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::model::account::is_account_id;
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Per service alias (`ec2`, `s3`): overrides of what the controller's Deployment says.
+    #[serde(default)]
+    pub controllers: BTreeMap<String, ControllerOverride>,
+    #[serde(default)]
+    pub kube: KubeConfig,
+    #[serde(default)]
+    pub cloudtrail: CloudTrailConfig,
+}
+
+/// How the controller treats a status account that differs from its target (DESIGN §2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Runtime {
+    /// runtime < v0.37: the status account wins over the namespace annotation.
+    Legacy,
+    /// v0.37 – v0.52: the annotation wins, the stale status stays.
+    NamespaceFirst,
+    /// ≥ v0.53: a differing status account is a terminal error.
+    #[default]
+    Strict,
+}
+
+impl Runtime {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Legacy => "legacy",
+            Runtime::NamespaceFirst => "namespace-first",
+            Runtime::Strict => "strict",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerOverride {
+    #[serde(default, deserialize_with = "account_opt")]
+    pub default_account: Option<String>,
+    pub default_region: Option<String>,
+    pub runtime: Option<Runtime>,
+    pub enable_carm: Option<bool>,
+    pub feature_gates: Option<BTreeMap<String, bool>>,
+    pub system_namespace: Option<String>,
+    /// `--watch-namespace`, as a list; an empty list means every namespace.
+    pub watch_namespaces: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KubeConfig {
+    /// Namespaces holding ACK controllers (their Deployments, ServiceAccounts, CARM maps).
+    #[serde(default = "default_controller_namespaces")]
+    pub controller_namespaces: Vec<String>,
+}
+
+impl Default for KubeConfig {
+    fn default() -> Self {
+        KubeConfig {
+            controller_namespaces: default_controller_namespaces(),
+        }
+    }
+}
+
+fn default_controller_namespaces() -> Vec<String> {
+    vec!["ack-system".to_string()]
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CloudTrailConfig {
+    pub accounts: Option<Accounts>,
+    pub role_arn_template: Option<String>,
+    pub regions: Option<Vec<String>>,
+    pub event_sources: Option<EventSources>,
+    #[serde(default = "d60s", deserialize_with = "duration")]
+    pub poll_interval: Duration,
+    #[serde(default = "d1h", deserialize_with = "duration")]
+    pub window: Duration,
+    #[serde(default = "d15m", deserialize_with = "duration")]
+    pub overlap: Duration,
+}
+
+impl Default for CloudTrailConfig {
+    fn default() -> Self {
+        CloudTrailConfig {
+            accounts: None,
+            role_arn_template: None,
+            regions: None,
+            event_sources: None,
+            poll_interval: d60s(),
+            window: d1h(),
+            overlap: d15m(),
+        }
+    }
+}
+
+fn d60s() -> Duration {
+    Duration::from_secs(60)
+}
+fn d1h() -> Duration {
+    Duration::from_secs(3600)
+}
+fn d15m() -> Duration {
+    Duration::from_secs(900)
+}
+
+/// `accounts: auto` or a list of accounts.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Accounts {
+    Keyword(Auto),
+    List(Vec<AccountEntry>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Auto {
+    Auto,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountEntry {
+    #[serde(deserialize_with = "account")]
+    pub account: String,
+    pub role_arn: Option<String>,
+    pub regions: Option<Vec<String>>,
+}
+
+/// `event_sources: auto` or a list such as `[ec2.amazonaws.com]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum EventSources {
+    Keyword(Auto),
+    List(Vec<String>),
+}
+
+/// Accepts `"012345678901"` and unquoted `12345678901` (leading zeros restored).
+fn account<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        S(String),
+        N(u64),
+    }
+    let s = match Raw::deserialize(d)? {
+        Raw::S(s) => s,
+        Raw::N(n) => format!("{n:012}"),
+    };
+    if is_account_id(&s) {
+        Ok(s)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{s:?} is not a 12-digit AWS account id"
+        )))
+    }
+}
+
+fn account_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    account(d).map(Some)
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+/// Durations written like Prometheus's: `90s`, `15m`, `1h`, `1h30m`, `2d`, `500ms`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration (write e.g. 90s, 15m, 1h)");
+    if s.is_empty() {
+        return Err(bad());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let part = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(bad)?),
+            "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(bad)?),
+            "d" => Duration::from_secs(n.checked_mul(86_400).ok_or_else(bad)?),
+            _ => return Err(bad()),
+        };
+        total = total.checked_add(part).ok_or_else(bad)?;
+    }
+    Ok(total)
+}
+
+/// A config file that could not be used: the file, the line and what is wrong.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: {}", self.file, l, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text).map_err(|(line, message)| ConfigError {
+            file,
+            line,
+            message,
+        })
+    }
+
+    /// Parses config text; errors give `(line, message)`.
+    pub fn parse(text: &str) -> Result<Config, (Option<usize>, String)> {
+        if text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        {
+            return Ok(Config::default());
+        }
+        let config: Config = serde_saphyr::from_str(text).map_err(|e| {
+            let shown = e.to_string();
+            let first = shown.lines().next().unwrap_or("").trim();
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            let message = match first.strip_prefix("line ").and_then(|r| r.split_once(": ")) {
+                Some((_, msg)) => msg.to_string(),
+                None => first.to_string(),
+            };
+            (e.location().map(|l| l.line() as usize), message)
+        })?;
+        config.validate().map_err(|m| (None, m))?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        for (service, c) in &self.controllers {
+            if service.is_empty() || service.contains('.') {
+                return Err(format!(
+                    "controllers: {service:?} is not a service alias (write e.g. ec2, s3)"
+                ));
+            }
+            if c.default_region.as_deref() == Some("") {
+                return Err(format!("controllers.{service}.default_region is empty"));
+            }
+        }
+        if let Some(t) = &self.cloudtrail.role_arn_template
+            && !t.contains("{account}")
+        {
+            return Err("cloudtrail.role_arn_template must contain {account}".to_string());
+        }
+        if self.cloudtrail.window.is_zero() {
+            return Err("cloudtrail.window must be longer than 0s".to_string());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normative_keys_parse() {
+        let c = Config::parse(
+            r#"
+controllers:
+  ec2:
+    default_account: "178394743802"
+    default_region: eu-west-2
+    runtime: legacy
+    enable_carm: true
+    feature_gates: {TeamLevelCARM: true, ServiceLevelCARM: false, IAMRoleSelector: false}
+    system_namespace: ack-system
+cloudtrail:
+  accounts: auto
+  role_arn_template: "arn:aws:iam::{account}:role/ack-drift-exporter"
+  regions: [eu-west-2]
+  event_sources: auto
+  poll_interval: 90s
+  window: 1h
+  overlap: 15m
+"#,
+        )
+        .unwrap();
+        let ec2 = &c.controllers["ec2"];
+        assert_eq!(ec2.default_account.as_deref(), Some("178394743802"));
+        assert_eq!(ec2.runtime, Some(Runtime::Legacy));
+        assert_eq!(ec2.feature_gates.as_ref().unwrap()["TeamLevelCARM"], true);
+        assert_eq!(c.cloudtrail.accounts, Some(Accounts::Keyword(Auto::Auto)));
+        assert_eq!(c.cloudtrail.poll_interval, Duration::from_secs(90));
+        assert_eq!(c.cloudtrail.overlap, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn account_list_and_unquoted_ids() {
+        let c = Config::parse(
+            "cloudtrail:\n  accounts:\n  - account: 12345678901\n    regions: [eu-west-1]\ncontrollers:\n  s3:\n    default_account: 474417630776\n",
+        )
+        .unwrap();
+        let Some(Accounts::List(l)) = &c.cloudtrail.accounts else {
+            panic!()
+        };
+        assert_eq!(l[0].account, "012345678901");
+        assert_eq!(
+            c.controllers["s3"].default_account.as_deref(),
+            Some("474417630776")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_name_key_and_line() {
+        let (line, msg) =
+            Config::parse("controllers:\n  ec2:\n    runtime: legacy\n    enable_cram: true\n")
+                .unwrap_err();
+        assert_eq!(line, Some(4));
+        assert!(msg.contains("enable_cram"), "{msg}");
+        let (line, msg) = Config::parse("controlers: {}\n").unwrap_err();
+        assert_eq!(line, Some(1));
+        assert!(msg.contains("controlers"), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        assert!(Config::parse("controllers:\n  ec2:\n    runtime: newest\n").is_err());
+        assert!(Config::parse("controllers:\n  ec2:\n    default_account: '1234'\n").is_err());
+        assert!(Config::parse("cloudtrail:\n  window: 1y\n").is_err());
+        assert!(
+            Config::parse("cloudtrail:\n  role_arn_template: arn:aws:iam::1:role/x\n").is_err()
+        );
+        assert_eq!(Config::parse("# nothing\n").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("m5").is_err());
+    }
+}

@@ -1,0 +1,306 @@
+//! Each ACK controller's effective settings: what its Deployment says, then the config's
+//! overrides, then the runtime's own defaults and rules (CARM forced off, gate conflicts).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::config::{Config, Runtime};
+use crate::model::{ClusterSnapshot, account::arn_account};
+
+pub mod gates {
+    pub const TEAM_LEVEL_CARM: &str = "TeamLevelCARM";
+    pub const SERVICE_LEVEL_CARM: &str = "ServiceLevelCARM";
+    pub const IAM_ROLE_SELECTOR: &str = "IAMRoleSelector";
+}
+
+/// The runtime's default system namespace when neither env var is set.
+pub const DEFAULT_SYSTEM_NAMESPACE: &str = "ack-system";
+
+/// Where a setting's value came from, so `check-config` can show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    Deployment,
+    Config,
+    Default,
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ControllerSettings {
+    pub service: String,
+    /// `namespace/name` of the Deployment, when one was found.
+    pub deployment: Option<String>,
+    pub version: Option<String>,
+    pub default_account: Option<String>,
+    pub default_account_origin: Origin,
+    pub default_region: Option<String>,
+    pub default_region_origin: Origin,
+    pub runtime: Runtime,
+    pub runtime_origin: Origin,
+    /// `--enable-carm` as given (the runtime's default is true).
+    pub enable_carm: bool,
+    /// Whether the controller really reads CARM maps and namespace account/team annotations.
+    pub carm: bool,
+    pub feature_gates: BTreeMap<String, bool>,
+    pub system_namespace: String,
+    pub watch_namespaces: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+impl ControllerSettings {
+    pub fn gate(&self, name: &str) -> bool {
+        self.feature_gates.get(name).copied().unwrap_or(false)
+    }
+
+    /// True when this controller reconciles resources in `namespace`.
+    pub fn watches(&self, namespace: &str) -> bool {
+        self.watch_namespaces.is_empty() || self.watch_namespaces.iter().any(|n| n == namespace)
+    }
+
+    /// A controller that nothing is known about: the runtime's defaults, no account.
+    fn unknown(service: &str) -> Self {
+        ControllerSettings {
+            service: service.to_string(),
+            deployment: None,
+            version: None,
+            default_account: None,
+            default_account_origin: Origin::Unknown,
+            default_region: None,
+            default_region_origin: Origin::Unknown,
+            runtime: Runtime::default(),
+            runtime_origin: Origin::Default,
+            enable_carm: true,
+            carm: true,
+            feature_gates: BTreeMap::new(),
+            system_namespace: DEFAULT_SYSTEM_NAMESPACE.to_string(),
+            watch_namespaces: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// All controllers: one per discovered Deployment container, one per configured service
+/// without a Deployment, and one (with unknown defaults) per service that only has resources.
+pub fn resolve(snapshot: &ClusterSnapshot, config: &Config) -> Vec<ControllerSettings> {
+    let mut out = Vec::new();
+    for d in &snapshot.controllers {
+        let mut s = ControllerSettings::unknown(&d.service);
+        s.deployment = Some(format!("{}/{}", d.namespace, d.name));
+        s.version = d.version.clone();
+        if !config.kube.controller_namespaces.contains(&d.namespace) {
+            s.notes.push(format!(
+                "Deployment is in namespace {:?}, outside kube.controller_namespaces {:?}; the live source would not watch it",
+                d.namespace, config.kube.controller_namespaces
+            ));
+        }
+        match snapshot.service_account(&d.namespace, &d.service_account) {
+            Some(sa) => match sa.role_arn.as_deref() {
+                Some(arn) => match arn_account(arn) {
+                    Some(acct) => {
+                        s.default_account = Some(acct);
+                        s.default_account_origin = Origin::Deployment;
+                    }
+                    None => s
+                        .notes
+                        .push(format!("ServiceAccount role ARN {arn:?} names no account")),
+                },
+                None => s.notes.push(format!(
+                    "ServiceAccount {}/{} has no eks.amazonaws.com/role-arn (Pod Identity or node role?): set controllers.{}.default_account",
+                    d.namespace, d.service_account, d.service
+                )),
+            },
+            None => s.notes.push(format!(
+                "ServiceAccount {}/{} not in the input: set controllers.{}.default_account",
+                d.namespace, d.service_account, d.service
+            )),
+        }
+        if let Some(r) = &d.region {
+            s.default_region = Some(r.clone());
+            s.default_region_origin = Origin::Deployment;
+        }
+        if let Some(c) = d.enable_carm {
+            s.enable_carm = c;
+        }
+        s.feature_gates = d.feature_gates.clone();
+        if let Some(ns) = &d.system_namespace {
+            s.system_namespace = ns.clone();
+        }
+        s.watch_namespaces = d.watch_namespaces.clone();
+        s.notes.extend(d.warnings.iter().cloned());
+        out.push(s);
+    }
+
+    let discovered: BTreeSet<String> = out.iter().map(|s| s.service.clone()).collect();
+    for service in config.controllers.keys() {
+        if !discovered.contains(service) {
+            let mut s = ControllerSettings::unknown(service);
+            s.notes.push(
+                "no controller Deployment in the input; settings from the config only".into(),
+            );
+            out.push(s);
+        }
+    }
+    let known: BTreeSet<String> = out.iter().map(|s| s.service.clone()).collect();
+    let mut orphan: BTreeSet<&str> = BTreeSet::new();
+    for r in &snapshot.resources {
+        if let Some(svc) = r.gvk.ack_service()
+            && !known.contains(svc)
+        {
+            orphan.insert(svc);
+        }
+    }
+    for svc in orphan {
+        let mut s = ControllerSettings::unknown(svc);
+        s.notes.push(format!(
+            "no controller Deployment in the input and no controllers.{svc} in the config: default account unknown"
+        ));
+        out.push(s);
+    }
+
+    for s in &mut out {
+        if let Some(o) = config.controllers.get(&s.service) {
+            apply_override(s, o);
+        }
+        apply_runtime_rules(s);
+    }
+    out.sort_by(|a, b| (&a.service, &a.deployment).cmp(&(&b.service, &b.deployment)));
+    out
+}
+
+fn apply_override(s: &mut ControllerSettings, o: &crate::config::ControllerOverride) {
+    if let Some(a) = &o.default_account {
+        s.default_account = Some(a.clone());
+        s.default_account_origin = Origin::Config;
+    }
+    if let Some(r) = &o.default_region {
+        s.default_region = Some(r.clone());
+        s.default_region_origin = Origin::Config;
+    }
+    if let Some(r) = o.runtime {
+        s.runtime = r;
+        s.runtime_origin = Origin::Config;
+    }
+    if let Some(c) = o.enable_carm {
+        s.enable_carm = c;
+    }
+    if let Some(g) = &o.feature_gates {
+        for (k, v) in g {
+            s.feature_gates.insert(k.clone(), *v);
+        }
+    }
+    if let Some(ns) = &o.system_namespace {
+        s.system_namespace = ns.clone();
+    }
+    if let Some(w) = &o.watch_namespaces {
+        s.watch_namespaces = w.clone();
+    }
+}
+
+/// The runtime's own rules on top of the flags.
+fn apply_runtime_rules(s: &mut ControllerSettings) {
+    s.carm = s.enable_carm;
+    if s.enable_carm && s.watch_namespaces.len() == 1 {
+        // Runtime >= v0.52 turns CARM off for a controller watching exactly one namespace.
+        s.carm = false;
+        s.notes.push(format!(
+            "CARM is forced off: --watch-namespace names exactly one namespace ({})",
+            s.watch_namespaces[0]
+        ));
+    }
+    if s.gate(gates::IAM_ROLE_SELECTOR) && s.enable_carm {
+        // The runtime refuses to start with both; treat the selectors as what it would use.
+        s.carm = false;
+        s.notes.push(
+            "feature gate IAMRoleSelector requires --enable-carm=false: the controller refuses to start with both"
+                .into(),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ControllerDeployment, ServiceAccount};
+
+    fn snapshot() -> ClusterSnapshot {
+        ClusterSnapshot {
+            controllers: vec![ControllerDeployment {
+                service: "ec2".into(),
+                namespace: "ack-system".into(),
+                name: "ack-ec2-controller".into(),
+                service_account: "ack-ec2".into(),
+                region: Some("eu-west-2".into()),
+                enable_carm: Some(true),
+                ..Default::default()
+            }],
+            service_accounts: vec![ServiceAccount {
+                namespace: "ack-system".into(),
+                name: "ack-ec2".into(),
+                role_arn: Some("arn:aws:iam::178394743802:role/ack-ec2".into()),
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn discovery_then_overrides() {
+        let config = Config::parse(
+            "controllers:\n  ec2:\n    runtime: legacy\n    default_region: us-east-1\n  s3:\n    default_account: '111111111111'\n",
+        )
+        .unwrap();
+        let all = resolve(&snapshot(), &config);
+        assert_eq!(all.len(), 2);
+        let ec2 = &all[0];
+        assert_eq!(ec2.default_account.as_deref(), Some("178394743802"));
+        assert_eq!(ec2.default_account_origin, Origin::Deployment);
+        assert_eq!(ec2.default_region.as_deref(), Some("us-east-1"));
+        assert_eq!(ec2.default_region_origin, Origin::Config);
+        assert_eq!(ec2.runtime, Runtime::Legacy);
+        assert!(ec2.carm);
+        let s3 = &all[1];
+        assert_eq!(s3.service, "s3");
+        assert_eq!(s3.default_account.as_deref(), Some("111111111111"));
+        assert_eq!(s3.runtime, Runtime::Strict);
+    }
+
+    #[test]
+    fn single_watch_namespace_forces_carm_off() {
+        let mut snap = snapshot();
+        snap.controllers[0].watch_namespaces = vec!["uat".into()];
+        let ec2 = &resolve(&snap, &Config::default())[0];
+        assert!(ec2.enable_carm);
+        assert!(!ec2.carm);
+        snap.controllers[0].watch_namespaces = vec!["uat".into(), "dev".into()];
+        assert!(resolve(&snap, &Config::default())[0].carm);
+    }
+
+    #[test]
+    fn role_selector_gate_excludes_carm() {
+        let mut snap = snapshot();
+        snap.controllers[0]
+            .feature_gates
+            .insert(gates::IAM_ROLE_SELECTOR.into(), true);
+        let ec2 = &resolve(&snap, &Config::default())[0];
+        assert!(!ec2.carm);
+        assert!(ec2.notes.iter().any(|n| n.contains("refuses to start")));
+    }
+
+    #[test]
+    fn services_with_only_resources_get_unknown_defaults() {
+        let mut snap = snapshot();
+        snap.resources.push(crate::model::AckResource {
+            gvk: crate::model::Gvk {
+                group: "rds.services.k8s.aws".into(),
+                version: "v1alpha1".into(),
+                kind: "DBInstance".into(),
+            },
+            ..Default::default()
+        });
+        let all = resolve(&snap, &Config::default());
+        let rds = all.iter().find(|c| c.service == "rds").unwrap();
+        assert_eq!(rds.default_account, None);
+        assert_eq!(rds.default_account_origin, Origin::Unknown);
+    }
+}

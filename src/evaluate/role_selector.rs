@@ -1,0 +1,189 @@
+//! IAMRoleSelector matching, as the ACK runtime does it.
+//!
+//! Different selector fields are ANDed, entries of one list are ORed, and an empty or absent
+//! field (names, matchLabels, resourceTypeSelector, or group/version/kind inside an entry) is
+//! a wildcard. `names` and the namespace labels are ANDed when both are set.
+
+use std::collections::BTreeMap;
+
+use crate::model::{AckResource, Namespace, RoleSelector};
+
+/// True when every label of `selector` is on `labels` with the same value.
+fn labels_match(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+fn field_matches(want: &str, have: &str) -> bool {
+    want.is_empty() || want == have
+}
+
+pub fn matches(
+    selector: &RoleSelector,
+    resource: &AckResource,
+    namespace: Option<&Namespace>,
+) -> bool {
+    let empty = BTreeMap::new();
+    let ns_labels = namespace.map(|n| &n.labels).unwrap_or(&empty);
+    let names_ok = selector.namespace_names.is_empty()
+        || selector
+            .namespace_names
+            .iter()
+            .any(|n| n == &resource.namespace);
+    let ns_labels_ok = labels_match(&selector.namespace_labels, ns_labels);
+    let type_ok = selector.resource_types.is_empty()
+        || selector.resource_types.iter().any(|t| {
+            field_matches(&t.group, &resource.gvk.group)
+                && field_matches(&t.version, &resource.gvk.version)
+                && field_matches(&t.kind, &resource.gvk.kind)
+        });
+    let labels_ok = labels_match(&selector.resource_labels, &resource.labels);
+    names_ok && ns_labels_ok && type_ok && labels_ok
+}
+
+/// Every selector that matches the resource, in name order.
+pub fn matching<'a>(
+    selectors: &'a [RoleSelector],
+    resource: &AckResource,
+    namespace: Option<&Namespace>,
+) -> Vec<&'a RoleSelector> {
+    selectors
+        .iter()
+        .filter(|s| matches(s, resource, namespace))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Gvk;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn sg(ns: &str, l: &[(&str, &str)]) -> AckResource {
+        AckResource {
+            gvk: Gvk {
+                group: "ec2.services.k8s.aws".into(),
+                version: "v1alpha1".into(),
+                kind: "SecurityGroup".into(),
+            },
+            namespace: ns.into(),
+            name: "x".into(),
+            labels: labels(l),
+            ..Default::default()
+        }
+    }
+
+    fn ns(name: &str, l: &[(&str, &str)]) -> Namespace {
+        Namespace {
+            name: name.into(),
+            labels: labels(l),
+            ..Default::default()
+        }
+    }
+
+    fn gvk(g: &str, v: &str, k: &str) -> Gvk {
+        Gvk {
+            group: g.into(),
+            version: v.into(),
+            kind: k.into(),
+        }
+    }
+
+    #[test]
+    fn empty_selector_matches_everything() {
+        let s = RoleSelector::default();
+        assert!(matches(&s, &sg("any", &[]), None));
+    }
+
+    #[test]
+    fn empty_names_with_a_label_selector_selects_by_labels_only() {
+        let s = RoleSelector {
+            namespace_labels: labels(&[("env", "uat")]),
+            ..Default::default()
+        };
+        assert!(matches(
+            &s,
+            &sg("uat-1", &[]),
+            Some(&ns("uat-1", &[("env", "uat")]))
+        ));
+        assert!(!matches(
+            &s,
+            &sg("dev", &[]),
+            Some(&ns("dev", &[("env", "dev")]))
+        ));
+        assert!(!matches(&s, &sg("nolabels", &[]), None));
+    }
+
+    #[test]
+    fn names_and_labels_are_anded() {
+        let s = RoleSelector {
+            namespace_names: vec!["uat".into(), "uat-2".into()],
+            namespace_labels: labels(&[("env", "uat")]),
+            ..Default::default()
+        };
+        assert!(matches(
+            &s,
+            &sg("uat", &[]),
+            Some(&ns("uat", &[("env", "uat")]))
+        ));
+        // Named, but the labels do not match.
+        assert!(!matches(&s, &sg("uat", &[]), Some(&ns("uat", &[]))));
+        // Labelled, but not named.
+        assert!(!matches(
+            &s,
+            &sg("uat-3", &[]),
+            Some(&ns("uat-3", &[("env", "uat")]))
+        ));
+        // Names are ORed.
+        assert!(matches(
+            &s,
+            &sg("uat-2", &[]),
+            Some(&ns("uat-2", &[("env", "uat")]))
+        ));
+    }
+
+    #[test]
+    fn resource_type_entries_are_ored_and_empty_fields_are_wildcards() {
+        let s = RoleSelector {
+            resource_types: vec![
+                gvk("s3.services.k8s.aws", "v1alpha1", "Bucket"),
+                // Empty version: any version of ec2 SecurityGroup.
+                gvk("ec2.services.k8s.aws", "", "SecurityGroup"),
+            ],
+            ..Default::default()
+        };
+        assert!(matches(&s, &sg("a", &[]), None));
+        let mut vpc = sg("a", &[]);
+        vpc.gvk.kind = "VPC".into();
+        assert!(!matches(&s, &vpc, None));
+        let mut v2 = sg("a", &[]);
+        v2.gvk.version = "v1".into();
+        assert!(matches(&s, &v2, None));
+        let any_kind = RoleSelector {
+            resource_types: vec![gvk("ec2.services.k8s.aws", "v1alpha1", "")],
+            ..Default::default()
+        };
+        assert!(matches(&any_kind, &vpc, None));
+    }
+
+    #[test]
+    fn resource_labels_and_namespace_fields_are_anded() {
+        let s = RoleSelector {
+            namespace_names: vec!["uat".into()],
+            resource_labels: labels(&[("team", "payments")]),
+            ..Default::default()
+        };
+        assert!(matches(
+            &s,
+            &sg("uat", &[("team", "payments"), ("x", "y")]),
+            None
+        ));
+        assert!(!matches(&s, &sg("uat", &[("team", "search")]), None));
+        assert!(!matches(&s, &sg("dev", &[("team", "payments")]), None));
+    }
+}

@@ -1,0 +1,11 @@
+//! ack-drift-exporter: finds AWS Controllers for Kubernetes (ACK) resources living in the
+//! wrong AWS account or region.
+//!
+//! Layout: [`source`] reads inputs into the [`model`] snapshot, [`evaluate`] judges it with
+//! pure functions, and [`output`] renders the verdicts.
+
+pub mod config;
+pub mod evaluate;
+pub mod model;
+pub mod output;
+pub mod source;

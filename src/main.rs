@@ -1,0 +1,143 @@
+//! `ack-drift-exporter`: command-line entry point.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use ack_drift_exporter::config::Config;
+use ack_drift_exporter::evaluate;
+use ack_drift_exporter::model::ClusterSnapshot;
+use ack_drift_exporter::output::{audit::AuditReport, controllers};
+use ack_drift_exporter::source::files;
+
+/// Exit code for usage and config errors (clap uses 2 as well).
+const EXIT_USAGE: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "ack-drift-exporter",
+    version,
+    about = "Finds ACK resources in the wrong AWS account or region"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One-shot report; exit code 1 when any resource drifts, 2 on usage or config errors.
+    Audit(AuditArgs),
+    /// Validate a config file and show what each controller's settings resolve to.
+    CheckConfig(CheckConfigArgs),
+}
+
+#[derive(clap::Args)]
+struct AuditArgs {
+    /// Folder of `kubectl get ... -o yaml|json` output, read recursively.
+    #[arg(long, value_name = "DIR")]
+    kube_dir: PathBuf,
+    /// Config file (YAML): controller overrides and more.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+}
+
+#[derive(clap::Args)]
+struct CheckConfigArgs {
+    /// Config file (YAML) to validate.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// A cluster dump whose controller Deployments are discovered first.
+    #[arg(long, value_name = "DIR")]
+    kube_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+    Markdown,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Audit(a) => audit(a),
+        Command::CheckConfig(a) => check_config(a),
+    }
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
+    match path {
+        Some(p) => Config::load(p).map_err(|e| {
+            eprintln!("error: config {e}");
+            ExitCode::from(EXIT_USAGE)
+        }),
+        None => Ok(Config::default()),
+    }
+}
+
+fn load_cluster(dir: &std::path::Path) -> Result<ClusterSnapshot, ExitCode> {
+    let snapshot = files::read_kube_dir(dir).map_err(|e| {
+        eprintln!("error: --kube-dir {}: {e}", dir.display());
+        ExitCode::from(EXIT_USAGE)
+    })?;
+    for e in &snapshot.parse_errors {
+        eprintln!("warning: {e}");
+    }
+    Ok(snapshot)
+}
+
+fn audit(args: AuditArgs) -> ExitCode {
+    let config = match load_config(args.config.as_ref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let snapshot = match load_cluster(&args.kube_dir) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let evaluation = evaluate::evaluate(&snapshot, &config);
+    let report = AuditReport::build(&snapshot, &evaluation);
+    let text = match args.output {
+        Output::Table => report.to_table(),
+        Output::Json => report.to_json(),
+        Output::Markdown => report.to_markdown(),
+    };
+    println!("{}", text.trim_end());
+    if report.has_drift() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn check_config(args: CheckConfigArgs) -> ExitCode {
+    let config = match load_config(args.config.as_ref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let snapshot = match &args.kube_dir {
+        Some(dir) => match load_cluster(dir) {
+            Ok(s) => s,
+            Err(code) => return code,
+        },
+        None => ClusterSnapshot::default(),
+    };
+    if let Some(p) = &args.config {
+        println!("{}: valid", p.display());
+    }
+    let resolved = evaluate::controllers::resolve(&snapshot, &config);
+    print!("{}", controllers::render(&resolved));
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,196 @@
+//! The cluster snapshot: only the facts evaluation needs, never whole objects.
+//!
+//! Sources (files today, the kube watch later) turn raw Kubernetes objects into these types
+//! through [`object::classify`], so every source reads objects the same way.
+
+pub mod account;
+pub mod controller;
+pub mod object;
+
+use std::collections::BTreeMap;
+
+pub use account::{AccountId, arn_account};
+pub use controller::{ControllerDeployment, ServiceAccount};
+
+/// Annotation keys ACK reads.
+pub mod annotations {
+    pub const OWNER_ACCOUNT_ID: &str = "services.k8s.aws/owner-account-id";
+    pub const TEAM_ID: &str = "services.k8s.aws/team-id";
+    pub const DEFAULT_REGION: &str = "services.k8s.aws/default-region";
+    pub const REGION: &str = "services.k8s.aws/region";
+    pub const IRSA_ROLE_ARN: &str = "eks.amazonaws.com/role-arn";
+}
+
+/// Names of the CARM ConfigMaps in a controller's system namespace.
+pub const ACCOUNT_MAP: &str = "ack-role-account-map";
+pub const TEAM_MAP: &str = "ack-role-team-map";
+
+/// A problem found while reading input: which file (or source), where, and what.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ParseError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file, line, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+/// What evaluation needs to know of a Namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Namespace {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// `services.k8s.aws/owner-account-id`, kept verbatim (validated at evaluation).
+    pub owner_account_id: Option<String>,
+    pub team_id: Option<String>,
+    pub default_region: Option<String>,
+}
+
+/// `group/version/kind` of an object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Gvk {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+}
+
+impl Gvk {
+    /// The ACK service alias of a `<service>.services.k8s.aws` group (`ec2`), if it is one.
+    pub fn ack_service(&self) -> Option<&str> {
+        ack_service_of_group(&self.group)
+    }
+}
+
+/// `ec2.services.k8s.aws` → `ec2`; the runtime's own `services.k8s.aws` group is no service.
+pub fn ack_service_of_group(group: &str) -> Option<&str> {
+    group
+        .strip_suffix(".services.k8s.aws")
+        .filter(|s| !s.is_empty() && !s.contains('.'))
+}
+
+/// One entry of `status.conditions`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Condition {
+    pub type_: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub last_transition_time: Option<String>,
+}
+
+/// `status.ackResourceMetadata`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AckMetadata {
+    pub arn: Option<String>,
+    pub owner_account_id: Option<String>,
+    pub region: Option<String>,
+}
+
+/// An ACK custom resource, reduced to what ownership and attribution need.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AckResource {
+    pub gvk: Gvk,
+    pub namespace: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// CR annotation `services.k8s.aws/region`.
+    pub region_annotation: Option<String>,
+    /// `None` when the CR has no `status.ackResourceMetadata` (never reconciled, or unreadable).
+    pub metadata: Option<AckMetadata>,
+    pub conditions: Vec<Condition>,
+    /// Identifier strings used to tie CloudTrail events to this CR (spec names, status ids, ARN).
+    pub identifiers: Vec<String>,
+}
+
+impl AckResource {
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+}
+
+/// `services.k8s.aws/v1alpha1` IAMRoleSelector (cluster-scoped).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoleSelector {
+    pub name: String,
+    pub arn: String,
+    pub namespace_names: Vec<String>,
+    pub namespace_labels: BTreeMap<String, String>,
+    /// Entries are ORed; an empty field inside an entry is a wildcard.
+    pub resource_types: Vec<Gvk>,
+    pub resource_labels: BTreeMap<String, String>,
+}
+
+/// A CARM ConfigMap (`ack-role-account-map` or `ack-role-team-map`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CarmMap {
+    pub namespace: String,
+    pub name: String,
+    pub data: BTreeMap<String, String>,
+}
+
+/// Everything read from a cluster, live or from a dump.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterSnapshot {
+    pub namespaces: BTreeMap<String, Namespace>,
+    pub resources: Vec<AckResource>,
+    pub role_selectors: Vec<RoleSelector>,
+    pub carm_maps: Vec<CarmMap>,
+    pub controllers: Vec<ControllerDeployment>,
+    pub service_accounts: Vec<ServiceAccount>,
+    /// Objects read, of any kind (including ones evaluation ignores).
+    pub objects: usize,
+    pub parse_errors: Vec<ParseError>,
+}
+
+impl ClusterSnapshot {
+    /// Adds one classified object.
+    pub fn insert(&mut self, object: object::Object) {
+        use object::Object;
+        match object {
+            Object::Namespace(ns) => {
+                self.namespaces.insert(ns.name.clone(), ns);
+            }
+            Object::Resource(r) => self.resources.push(r),
+            Object::RoleSelector(s) => self.role_selectors.push(s),
+            Object::CarmMap(m) => self.carm_maps.push(m),
+            Object::Controller(c) => self.controllers.push(c),
+            Object::ServiceAccount(sa) => self.service_accounts.push(sa),
+            Object::Ignored => {}
+        }
+    }
+
+    pub fn carm_map(&self, namespace: &str, name: &str) -> Option<&CarmMap> {
+        self.carm_maps
+            .iter()
+            .find(|m| m.namespace == namespace && m.name == name)
+    }
+
+    pub fn service_account(&self, namespace: &str, name: &str) -> Option<&ServiceAccount> {
+        self.service_accounts
+            .iter()
+            .find(|sa| sa.namespace == namespace && sa.name == name)
+    }
+
+    /// Sorts everything into a stable order so outputs do not depend on file order.
+    pub fn normalize(&mut self) {
+        self.resources.sort_by(|a, b| {
+            (&a.namespace, &a.gvk.group, &a.gvk.kind, &a.name).cmp(&(
+                &b.namespace,
+                &b.gvk.group,
+                &b.gvk.kind,
+                &b.name,
+            ))
+        });
+        self.role_selectors.sort_by(|a, b| a.name.cmp(&b.name));
+        self.controllers.sort_by(|a, b| {
+            (&a.service, &a.namespace, &a.name).cmp(&(&b.service, &b.namespace, &b.name))
+        });
+    }
+}

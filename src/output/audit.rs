@@ -1,0 +1,298 @@
+//! The `audit` report: one structure, rendered as JSON (normative fields, DESIGN §6), a table
+//! for people, or Markdown for an incident ticket.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::evaluate::Evaluation;
+use crate::evaluate::ownership::{AccountSource, Effect, Problem, RegionSource};
+use crate::model::{ClusterSnapshot, ParseError};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditReport {
+    pub resources: Vec<ResourceReport>,
+    /// `null` until trail input is given.
+    pub cloudtrail: Option<serde_json::Value>,
+    pub cluster: ClusterReport,
+    pub summary: Summary,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceReport {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub status_account: Option<String>,
+    pub expected_account: Option<String>,
+    pub account_source: Option<AccountSource>,
+    pub account_drift: bool,
+    pub status_region: Option<String>,
+    pub expected_region: Option<String>,
+    pub region_source: Option<RegionSource>,
+    pub region_drift: bool,
+    pub arn_account: Option<String>,
+    pub problems: Vec<Problem>,
+    pub effect: Option<Effect>,
+    /// `null` without trail input; a list (maybe empty) with it.
+    pub error_events: Option<Vec<ErrorEvents>>,
+    pub wrong_account_calls: Option<Vec<WrongAccountCalls>>,
+    pub remediation: Vec<String>,
+    // Beyond the normative fields: what the verdict rests on.
+    pub controller: Option<String>,
+    pub runtime: &'static str,
+    pub called_account: Option<String>,
+    pub role_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorEvents {
+    pub account: String,
+    pub region: String,
+    pub error_code: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WrongAccountCalls {
+    pub account: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterReport {
+    /// Objects read, of every kind.
+    pub objects: usize,
+    /// How many input problems were met; `errors` lists them.
+    pub parse_errors: usize,
+    pub errors: Vec<ParseError>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub resources: usize,
+    pub account_drift: usize,
+    pub region_drift: usize,
+    /// Resources with each problem.
+    pub problems: BTreeMap<&'static str, usize>,
+}
+
+impl AuditReport {
+    pub fn build(snapshot: &ClusterSnapshot, evaluation: &Evaluation) -> AuditReport {
+        let mut resources = Vec::new();
+        let mut summary = Summary {
+            resources: evaluation.resources.len(),
+            account_drift: 0,
+            region_drift: 0,
+            problems: BTreeMap::new(),
+        };
+        for v in &evaluation.resources {
+            let r = &snapshot.resources[v.index];
+            let o = &v.ownership;
+            summary.account_drift += usize::from(o.account_drift);
+            summary.region_drift += usize::from(o.region_drift);
+            for p in &o.problems {
+                *summary.problems.entry(p.as_str()).or_default() += 1;
+            }
+            resources.push(ResourceReport {
+                group: r.gvk.group.clone(),
+                version: r.gvk.version.clone(),
+                kind: r.gvk.kind.clone(),
+                namespace: r.namespace.clone(),
+                name: r.name.clone(),
+                status_account: o.status_account.clone(),
+                expected_account: o.expected_account.clone(),
+                account_source: o.account_source,
+                account_drift: o.account_drift,
+                status_region: o.status_region.clone(),
+                expected_region: o.expected_region.clone(),
+                region_source: o.region_source,
+                region_drift: o.region_drift,
+                arn_account: o.arn_account.clone(),
+                problems: o.problems.iter().copied().collect(),
+                effect: o.effect,
+                error_events: None,
+                wrong_account_calls: None,
+                remediation: v.remediation.clone(),
+                controller: o.controller.clone(),
+                runtime: o.runtime.as_str(),
+                called_account: o.called_account.clone(),
+                role_arn: o.role_arn.clone(),
+            });
+        }
+        AuditReport {
+            resources,
+            cloudtrail: None,
+            cluster: ClusterReport {
+                objects: snapshot.objects,
+                parse_errors: snapshot.parse_errors.len(),
+                errors: snapshot.parse_errors.clone(),
+            },
+            summary,
+        }
+    }
+
+    /// True when any resource drifts in account or region (the audit's exit code 1).
+    pub fn has_drift(&self) -> bool {
+        self.summary.account_drift > 0 || self.summary.region_drift > 0
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("report serializes")
+    }
+
+    pub fn to_table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{}", self.headline());
+        out.push('\n');
+        let rows: Vec<Vec<String>> = self.resources.iter().map(row).collect();
+        out.push_str(&aligned(&HEADER, &rows));
+        for r in self.resources.iter().filter(|r| !r.remediation.is_empty()) {
+            let _ = writeln!(out, "\n{}/{}/{}:", r.namespace, r.kind, r.name);
+            for (i, step) in r.remediation.iter().enumerate() {
+                let _ = writeln!(out, "  {}. {step}", i + 1);
+            }
+        }
+        if !self.cluster.errors.is_empty() {
+            let _ = writeln!(out, "\nInput problems ({}):", self.cluster.errors.len());
+            for e in &self.cluster.errors {
+                let _ = writeln!(out, "  {e}");
+            }
+        }
+        out
+    }
+
+    pub fn to_markdown(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "## ACK drift audit\n\n{}\n", self.headline());
+        let _ = writeln!(out, "| {} |", HEADER.join(" | "));
+        let _ = writeln!(out, "|{}", "---|".repeat(HEADER.len()));
+        for r in &self.resources {
+            let cells: Vec<String> = row(r).iter().map(|c| md_escape(c)).collect();
+            let _ = writeln!(out, "| {} |", cells.join(" | "));
+        }
+        for r in self.resources.iter().filter(|r| !r.remediation.is_empty()) {
+            let _ = writeln!(out, "\n### `{}/{}/{}`\n", r.namespace, r.kind, r.name);
+            for (i, step) in r.remediation.iter().enumerate() {
+                let _ = writeln!(out, "{}. {}", i + 1, md_commands(step));
+            }
+        }
+        if !self.cluster.errors.is_empty() {
+            let _ = writeln!(out, "\n### Input problems\n");
+            for e in &self.cluster.errors {
+                let _ = writeln!(out, "- `{e}`");
+            }
+        }
+        out
+    }
+
+    fn headline(&self) -> String {
+        let s = &self.summary;
+        let with_problems = self
+            .resources
+            .iter()
+            .filter(|r| !r.problems.is_empty())
+            .count();
+        format!(
+            "{} ACK resources: {} in the wrong account, {} in the wrong region, {} with problems; {} input problems.",
+            s.resources, s.account_drift, s.region_drift, with_problems, self.cluster.parse_errors
+        )
+    }
+}
+
+const HEADER: [&str; 9] = [
+    "NAMESPACE",
+    "KIND",
+    "NAME",
+    "STATUS ACCOUNT",
+    "EXPECTED ACCOUNT",
+    "REGION",
+    "DRIFT",
+    "EFFECT",
+    "PROBLEMS",
+];
+
+fn row(r: &ResourceReport) -> Vec<String> {
+    let dash = || "-".to_string();
+    let expected = match (&r.expected_account, r.account_source) {
+        (Some(a), Some(s)) => format!("{a} ({})", s.as_str()),
+        (Some(a), None) => a.clone(),
+        (None, Some(s)) => format!("? ({})", s.as_str()),
+        (None, None) => dash(),
+    };
+    let region = match (&r.status_region, &r.expected_region) {
+        (Some(s), Some(e)) if s != e => format!("{s} -> {e}"),
+        (Some(s), _) => s.clone(),
+        (None, Some(e)) => e.clone(),
+        (None, None) => dash(),
+    };
+    let drift = match (r.account_drift, r.region_drift) {
+        (true, true) => "ACCOUNT+REGION",
+        (true, false) => "ACCOUNT",
+        (false, true) => "REGION",
+        _ => "-",
+    };
+    let problems: Vec<&str> = r.problems.iter().map(|p| p.as_str()).collect();
+    vec![
+        r.namespace.clone(),
+        r.kind.clone(),
+        r.name.clone(),
+        r.status_account.clone().unwrap_or_else(dash),
+        expected,
+        region,
+        drift.to_string(),
+        r.effect
+            .map(|e| e.as_str().to_string())
+            .unwrap_or_else(dash),
+        if problems.is_empty() {
+            dash()
+        } else {
+            problems.join(",")
+        },
+    ]
+}
+
+fn aligned(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut l = String::new();
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(c);
+            } else {
+                let _ = write!(l, "{c:<w$}  ");
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+/// Puts the command after "...: " in backticks so it pastes cleanly from a ticket.
+fn md_commands(step: &str) -> String {
+    for prefix in ["kubectl ", "aws "] {
+        if let Some(i) = step.find(&format!(": {prefix}")) {
+            let (text, cmd) = step.split_at(i + 2);
+            return format!("{text}`{cmd}`");
+        }
+    }
+    step.to_string()
+}

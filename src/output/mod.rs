@@ -1,0 +1,4 @@
+//! Outputs only render what evaluation decided.
+
+pub mod audit;
+pub mod controllers;

@@ -1,0 +1,3 @@
+//! Sources only produce data: they read clusters and trails into the model, nothing more.
+
+pub mod files;
