@@ -317,7 +317,7 @@ cloudtrail:
         let ec2 = &c.controllers["ec2"];
         assert_eq!(ec2.default_account.as_deref(), Some("178394743802"));
         assert_eq!(ec2.runtime, Some(Runtime::Legacy));
-        assert_eq!(ec2.feature_gates.as_ref().unwrap()["TeamLevelCARM"], true);
+        assert!(ec2.feature_gates.as_ref().unwrap()["TeamLevelCARM"]);
         assert_eq!(c.cloudtrail.accounts, Some(Accounts::Keyword(Auto::Auto)));
         assert_eq!(c.cloudtrail.poll_interval, Duration::from_secs(90));
         assert_eq!(c.cloudtrail.overlap, Duration::from_secs(900));

@@ -390,3 +390,7 @@ pub fn evaluate(
         runtime: controller.runtime,
     }
 }
+
+#[cfg(test)]
+#[path = "ownership_test.rs"]
+mod tests;

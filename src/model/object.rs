@@ -285,8 +285,15 @@ fn deployment(
                 r.err(&format!("{path}.env[{j}]"), "env entry without name");
                 continue;
             };
+            let field_ref = e
+                .pointer("/valueFrom/fieldRef/fieldPath")
+                .and_then(Value::as_str);
             let value = match e.get("value") {
                 Some(Value::String(s)) => Some(s.clone()),
+                // The Helm charts set ACK_SYSTEM_NAMESPACE from the pod's own namespace.
+                Some(Value::Null) | None if field_ref == Some("metadata.namespace") => {
+                    Some(namespace.to_string())
+                }
                 Some(Value::Null) | None if e.get("valueFrom").is_some() => None,
                 Some(Value::Null) | None => Some(String::new()),
                 Some(other) => Some(other.to_string()),

@@ -156,8 +156,13 @@ pub fn parse_documents(
             } else {
                 Vec::new()
             };
+            // Point object-level messages at the document's first line of content.
+            let content = chunk
+                .lines()
+                .position(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+                .unwrap_or(0);
             Ok(Document {
-                line: start,
+                line: start + content,
                 value,
                 item_lines,
             })
@@ -225,15 +230,14 @@ pub fn split_yaml_documents(text: &str) -> Vec<(usize, String)> {
         let is_end = line == "..." || line.starts_with("... ");
         if is_start || is_end {
             flush(&mut current, start, &mut docs);
-            start = n;
-            if is_start {
+            start = n + 1;
+            if is_start && !line[3..].trim().is_empty() {
                 // Content after `---` on the same line belongs to the document; blank out
                 // the marker so columns stay true.
+                start = n;
                 current.push_str("   ");
                 current.push_str(&line[3..]);
                 current.push('\n');
-            } else {
-                start = n + 1;
             }
             continue;
         }
@@ -248,42 +252,53 @@ pub fn split_yaml_documents(text: &str) -> Vec<(usize, String)> {
 }
 
 fn add_document(file: &str, doc: Document, snapshot: &mut ClusterSnapshot) {
-    let is_list = doc.value.get("kind").and_then(Value::as_str) == Some("List")
-        || (doc.value.get("items").is_some_and(Value::is_array)
-            && doc
-                .value
-                .get("kind")
-                .and_then(Value::as_str)
-                .is_some_and(|k| k.ends_with("List")));
-    if is_list {
-        let items = doc.value.get("items").and_then(Value::as_array);
+    if is_list(&doc.value) || doc.value.is_array() {
+        let items = doc
+            .value
+            .get("items")
+            .and_then(Value::as_array)
+            .or(doc.value.as_array());
         for (i, item) in items.into_iter().flatten().enumerate() {
             let line = doc.item_lines.get(i).copied().unwrap_or(doc.line);
-            add_object(file, line, Some(i), item, snapshot);
-        }
-    } else if doc.value.is_array() {
-        // A bare JSON/YAML array of objects: read like a List.
-        for (i, item) in doc.value.as_array().into_iter().flatten().enumerate() {
-            add_object(file, doc.line, Some(i), item, snapshot);
+            add_value(file, line, &format!("items[{i}]"), item, snapshot);
         }
     } else {
-        add_object(file, doc.line, None, &doc.value, snapshot);
+        add_value(file, doc.line, "", &doc.value, snapshot);
     }
 }
 
-fn add_object(
-    file: &str,
-    line: usize,
-    item: Option<usize>,
-    value: &Value,
-    snapshot: &mut ClusterSnapshot,
-) {
+/// `kind: List` from kubectl, or `<Kind>List` from the API, with an `items` array.
+fn is_list(v: &Value) -> bool {
+    v.get("items").is_some_and(Value::is_array)
+        && v.get("kind")
+            .and_then(Value::as_str)
+            .is_some_and(|k| k.ends_with("List"))
+}
+
+/// Adds one value, unpacking lists nested inside lists.
+fn add_value(file: &str, line: usize, path: &str, value: &Value, snapshot: &mut ClusterSnapshot) {
+    if is_list(value) {
+        for (i, item) in value["items"].as_array().into_iter().flatten().enumerate() {
+            let inner = if path.is_empty() {
+                format!("items[{i}]")
+            } else {
+                format!("{path}.items[{i}]")
+            };
+            add_value(file, line, &inner, item, snapshot);
+        }
+    } else {
+        add_object(file, line, path, value, snapshot);
+    }
+}
+
+fn add_object(file: &str, line: usize, path: &str, value: &Value, snapshot: &mut ClusterSnapshot) {
     snapshot.objects += 1;
     let classified = object::classify(value);
     for message in classified.errors {
-        let message = match item {
-            Some(i) => format!("items[{i}]: {message}"),
-            None => message,
+        let message = if path.is_empty() {
+            message
+        } else {
+            format!("{path}: {message}")
         };
         snapshot.parse_errors.push(ParseError {
             file: file.to_string(),
@@ -315,7 +330,7 @@ mod tests {
         let docs = parse_documents(text, false);
         assert_eq!(docs.len(), 2);
         let (line, msg) = docs[0].as_ref().err().unwrap();
-        assert_eq!(*line, Some(1).or(*line));
+        assert_eq!(*line, Some(1));
         assert!(msg.starts_with("invalid YAML"), "{msg}");
         assert_eq!(docs[1].as_ref().unwrap().value["b"], 2);
         assert_eq!(docs[1].as_ref().unwrap().line, 3);

@@ -1,0 +1,864 @@
+//! One test per rule of DESIGN §2 and §5. Each case states its world (controller, namespace,
+//! maps, selectors, resource) and the verdict worked out by hand from the rule.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::evaluate::controllers::{ControllerSettings, Origin};
+use crate::model::{AckMetadata, CarmMap, Condition, Gvk, RoleSelector};
+
+const DEV: &str = "178394743802";
+const UAT: &str = "474417630776";
+const PROD: &str = "555566667777";
+
+fn role(account: &str, name: &str) -> String {
+    format!("arn:aws:iam::{account}:role/{name}")
+}
+
+fn controller(service: &str) -> ControllerSettings {
+    ControllerSettings {
+        service: service.into(),
+        deployment: Some(format!("ack-system/ack-{service}-controller")),
+        version: Some("1.0.0".into()),
+        default_account: Some(DEV.into()),
+        default_account_origin: Origin::Deployment,
+        default_region: Some("eu-west-2".into()),
+        default_region_origin: Origin::Deployment,
+        runtime: Runtime::Strict,
+        runtime_origin: Origin::Default,
+        enable_carm: true,
+        carm: true,
+        feature_gates: BTreeMap::new(),
+        system_namespace: "ack-system".into(),
+        watch_namespaces: vec![],
+        notes: vec![],
+    }
+}
+
+fn with_gate(mut c: ControllerSettings, gate: &str) -> ControllerSettings {
+    c.feature_gates.insert(gate.into(), true);
+    if gate == gates::IAM_ROLE_SELECTOR {
+        c.enable_carm = false;
+        c.carm = false;
+    }
+    c
+}
+
+fn ns(name: &str) -> Namespace {
+    Namespace {
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
+fn ns_account(name: &str, account: &str) -> Namespace {
+    Namespace {
+        owner_account_id: Some(account.into()),
+        ..ns(name)
+    }
+}
+
+fn res(group: &str, kind: &str, namespace: &str) -> AckResource {
+    AckResource {
+        gvk: Gvk {
+            group: group.into(),
+            version: "v1alpha1".into(),
+            kind: kind.into(),
+        },
+        namespace: namespace.into(),
+        name: "r".into(),
+        conditions: vec![Condition {
+            type_: "ACK.ResourceSynced".into(),
+            status: "True".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn sg(namespace: &str) -> AckResource {
+    res("ec2.services.k8s.aws", "SecurityGroup", namespace)
+}
+
+fn with_status(mut r: AckResource, account: &str, region: &str) -> AckResource {
+    r.metadata = Some(AckMetadata {
+        arn: None,
+        owner_account_id: Some(account.into()),
+        region: Some(region.into()),
+    });
+    r
+}
+
+fn world(namespaces: Vec<Namespace>, account_map: &[(&str, String)]) -> ClusterSnapshot {
+    let mut s = ClusterSnapshot::default();
+    for n in namespaces {
+        s.namespaces.insert(n.name.clone(), n);
+    }
+    if !account_map.is_empty() {
+        s.carm_maps.push(CarmMap {
+            namespace: "ack-system".into(),
+            name: ACCOUNT_MAP.into(),
+            data: account_map
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        });
+    }
+    s
+}
+
+fn team_map(s: &mut ClusterSnapshot, entries: &[(&str, String)]) {
+    s.carm_maps.push(CarmMap {
+        namespace: "ack-system".into(),
+        name: TEAM_MAP.into(),
+        data: entries
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+    });
+}
+
+fn selector(name: &str, arn: String) -> RoleSelector {
+    RoleSelector {
+        name: name.into(),
+        arn,
+        ..Default::default()
+    }
+}
+
+fn problems(o: &Ownership) -> Vec<Problem> {
+    o.problems.iter().copied().collect()
+}
+
+// ---- account rules ----
+
+#[test]
+fn controller_default_when_nothing_is_annotated() {
+    let s = world(vec![ns("dev")], &[]);
+    let o = evaluate(
+        &s,
+        &controller("ec2"),
+        &with_status(sg("dev"), DEV, "eu-west-2"),
+    );
+    assert_eq!(o.expected_account.as_deref(), Some(DEV));
+    assert_eq!(o.account_source, Some(AccountSource::ControllerDefault));
+    assert!(!o.account_drift);
+    assert_eq!(o.effect, None);
+    assert!(problems(&o).is_empty());
+}
+
+#[test]
+fn namespace_annotation_with_a_map_entry_targets_the_role_account() {
+    let s = world(vec![ns_account("uat", UAT)], &[(UAT, role(UAT, "ack-uat"))]);
+    let o = evaluate(&s, &controller("ec2"), &sg("uat"));
+    assert_eq!(o.expected_account.as_deref(), Some(UAT));
+    assert_eq!(o.account_source, Some(AccountSource::Namespace));
+    assert_eq!(o.role_arn.as_deref(), Some(role(UAT, "ack-uat").as_str()));
+    assert!(problems(&o).is_empty());
+}
+
+#[test]
+fn the_account_inside_the_role_arn_is_what_is_used() {
+    // The map sends account UAT to a role that lives in PROD: the controller lands in PROD.
+    let s = world(vec![ns_account("uat", UAT)], &[(UAT, role(PROD, "x"))]);
+    let o = evaluate(&s, &controller("ec2"), &sg("uat"));
+    assert_eq!(o.expected_account.as_deref(), Some(PROD));
+}
+
+#[test]
+fn namespace_annotation_without_a_map_entry_is_role_unavailable() {
+    let s = world(vec![ns_account("uat", UAT)], &[]);
+    let o = evaluate(&s, &controller("ec2"), &sg("uat"));
+    assert_eq!(o.expected_account.as_deref(), Some(UAT));
+    assert_eq!(o.account_source, Some(AccountSource::Namespace));
+    assert_eq!(problems(&o), vec![Problem::RoleUnavailable]);
+}
+
+#[test]
+fn namespace_annotated_with_the_controllers_own_account_needs_no_map_entry() {
+    let s = world(vec![ns_account("dev", DEV)], &[]);
+    let o = evaluate(&s, &controller("ec2"), &sg("dev"));
+    assert_eq!(o.expected_account.as_deref(), Some(DEV));
+    assert_eq!(o.account_source, Some(AccountSource::Namespace));
+    assert!(problems(&o).is_empty());
+}
+
+#[test]
+fn carm_off_ignores_an_annotated_namespace() {
+    let s = world(vec![ns_account("uat", UAT)], &[(UAT, role(UAT, "ack-uat"))]);
+    let mut c = controller("ec2");
+    c.enable_carm = false;
+    c.carm = false;
+    let o = evaluate(&s, &c, &sg("uat"));
+    assert_eq!(o.expected_account.as_deref(), Some(DEV));
+    assert_eq!(o.account_source, Some(AccountSource::ControllerDefault));
+}
+
+#[test]
+fn carm_forced_off_by_a_single_watch_namespace() {
+    use crate::config::Config;
+    use crate::model::{ControllerDeployment, ServiceAccount};
+    let mut s = world(vec![ns_account("uat", UAT)], &[(UAT, role(UAT, "ack-uat"))]);
+    s.controllers.push(ControllerDeployment {
+        service: "ec2".into(),
+        namespace: "ack-system".into(),
+        name: "ack-ec2-controller".into(),
+        service_account: "sa".into(),
+        watch_namespaces: vec!["uat".into()],
+        ..Default::default()
+    });
+    s.service_accounts.push(ServiceAccount {
+        namespace: "ack-system".into(),
+        name: "sa".into(),
+        role_arn: Some(role(DEV, "ack-ec2")),
+    });
+    let resolved = crate::evaluate::controllers::resolve(&s, &Config::default());
+    let o = evaluate(&s, &resolved[0], &sg("uat"));
+    assert_eq!(o.account_source, Some(AccountSource::ControllerDefault));
+    assert_eq!(o.expected_account.as_deref(), Some(DEV));
+}
+
+#[test]
+fn unknown_controller_account_is_unresolved_never_drift() {
+    let s = world(vec![ns("dev")], &[]);
+    let mut c = controller("ec2");
+    c.default_account = None;
+    let o = evaluate(&s, &c, &with_status(sg("dev"), DEV, "eu-west-2"));
+    assert_eq!(o.expected_account, None);
+    assert_eq!(o.account_source, None);
+    assert!(!o.account_drift);
+    assert_eq!(problems(&o), vec![Problem::Unresolved]);
+}
+
+// ---- teams ----
+
+#[test]
+fn team_map_wins_over_the_namespace_account() {
+    let mut s = world(
+        vec![Namespace {
+            team_id: Some("payments".into()),
+            ..ns_account("uat", UAT)
+        }],
+        &[(UAT, role(UAT, "ack-uat"))],
+    );
+    team_map(&mut s, &[("payments", role(PROD, "payments"))]);
+    let o = evaluate(
+        &s,
+        &with_gate(controller("ec2"), gates::TEAM_LEVEL_CARM),
+        &sg("uat"),
+    );
+    assert_eq!(o.expected_account.as_deref(), Some(PROD));
+    assert_eq!(o.account_source, Some(AccountSource::Team));
+}
+
+#[test]
+fn team_map_miss_is_role_unavailable_without_fall_through() {
+    let mut s = world(
+        vec![Namespace {
+            team_id: Some("search".into()),
+            ..ns_account("uat", UAT)
+        }],
+        &[(UAT, role(UAT, "ack-uat"))],
+    );
+    team_map(&mut s, &[("payments", role(PROD, "payments"))]);
+    let o = evaluate(
+        &s,
+        &with_gate(controller("ec2"), gates::TEAM_LEVEL_CARM),
+        &sg("uat"),
+    );
+    assert_eq!(o.expected_account, None);
+    assert_eq!(o.account_source, Some(AccountSource::Team));
+    assert_eq!(problems(&o), vec![Problem::RoleUnavailable]);
+}
+
+#[test]
+fn team_annotation_is_ignored_without_the_team_gate() {
+    let mut s = world(
+        vec![Namespace {
+            team_id: Some("payments".into()),
+            ..ns_account("uat", UAT)
+        }],
+        &[(UAT, role(UAT, "ack-uat"))],
+    );
+    team_map(&mut s, &[("payments", role(PROD, "payments"))]);
+    let o = evaluate(&s, &controller("ec2"), &sg("uat"));
+    assert_eq!(o.expected_account.as_deref(), Some(UAT));
+    assert_eq!(o.account_source, Some(AccountSource::Namespace));
+}
+
+#[test]
+fn service_level_team_key_is_tried_first() {
+    let mut s = world(
+        vec![Namespace {
+            team_id: Some("payments".into()),
+            ..ns("uat")
+        }],
+        &[],
+    );
+    team_map(
+        &mut s,
+        &[
+            ("payments", role(UAT, "payments")),
+            ("ec2.payments", role(PROD, "payments-ec2")),
+        ],
+    );
+    let c = with_gate(
+        with_gate(controller("ec2"), gates::TEAM_LEVEL_CARM),
+        gates::SERVICE_LEVEL_CARM,
+    );
+    assert_eq!(
+        evaluate(&s, &c, &sg("uat")).expected_account.as_deref(),
+        Some(PROD)
+    );
+    let c = with_gate(controller("ec2"), gates::TEAM_LEVEL_CARM);
+    assert_eq!(
+        evaluate(&s, &c, &sg("uat")).expected_account.as_deref(),
+        Some(UAT)
+    );
+}
+
+// ---- service-level CARM keys ----
+
+#[test]
+fn s3_keys_are_seen_by_the_s3_controller_only() {
+    let s = world(
+        vec![ns_account("data", UAT)],
+        &[(&format!("s3.{UAT}"), role(UAT, "ack-s3-uat"))],
+    );
+    let bucket = res("s3.services.k8s.aws", "Bucket", "data");
+    let s3 = with_gate(controller("s3"), gates::SERVICE_LEVEL_CARM);
+    let o = evaluate(&s, &s3, &bucket);
+    assert_eq!(o.expected_account.as_deref(), Some(UAT));
+    assert_eq!(
+        o.role_arn.as_deref(),
+        Some(role(UAT, "ack-s3-uat").as_str())
+    );
+    assert!(problems(&o).is_empty());
+
+    // The ec2 controller, even with the gate, looks up `ec2.<id>` then `<id>`: no role.
+    let ec2 = with_gate(controller("ec2"), gates::SERVICE_LEVEL_CARM);
+    let o = evaluate(&s, &ec2, &sg("data"));
+    assert_eq!(problems(&o), vec![Problem::RoleUnavailable]);
+
+    // Without the gate the s3 controller does not read service-level keys either.
+    let o = evaluate(&s, &controller("s3"), &bucket);
+    assert_eq!(problems(&o), vec![Problem::RoleUnavailable]);
+}
+
+#[test]
+fn service_level_key_wins_over_the_plain_key() {
+    let s = world(
+        vec![ns_account("data", UAT)],
+        &[
+            (UAT, role(UAT, "plain")),
+            (&format!("s3.{UAT}"), role(UAT, "s3-specific")),
+        ],
+    );
+    let bucket = res("s3.services.k8s.aws", "Bucket", "data");
+    let o = evaluate(
+        &s,
+        &with_gate(controller("s3"), gates::SERVICE_LEVEL_CARM),
+        &bucket,
+    );
+    assert_eq!(
+        o.role_arn.as_deref(),
+        Some(role(UAT, "s3-specific").as_str())
+    );
+    let o = evaluate(&s, &controller("s3"), &bucket);
+    assert_eq!(o.role_arn.as_deref(), Some(role(UAT, "plain").as_str()));
+}
+
+#[test]
+fn maps_are_read_from_the_controllers_system_namespace() {
+    let mut s = world(vec![ns_account("uat", UAT)], &[]);
+    s.carm_maps.push(CarmMap {
+        namespace: "ack-ec2".into(),
+        name: ACCOUNT_MAP.into(),
+        data: [(UAT.to_string(), role(UAT, "r"))].into_iter().collect(),
+    });
+    let o = evaluate(&s, &controller("ec2"), &sg("uat"));
+    assert_eq!(problems(&o), vec![Problem::RoleUnavailable]);
+    let mut c = controller("ec2");
+    c.system_namespace = "ack-ec2".into();
+    assert!(problems(&evaluate(&s, &c, &sg("uat"))).is_empty());
+}
+
+// ---- IAMRoleSelectors ----
+
+#[test]
+fn a_matching_selector_wins_over_everything() {
+    let mut s = world(vec![ns_account("uat", UAT)], &[(UAT, role(UAT, "ack-uat"))]);
+    s.role_selectors.push(RoleSelector {
+        namespace_names: vec!["uat".into()],
+        ..selector("uat-sel", role(PROD, "sel"))
+    });
+    let c = with_gate(controller("ec2"), gates::IAM_ROLE_SELECTOR);
+    let o = evaluate(&s, &c, &sg("uat"));
+    assert_eq!(o.expected_account.as_deref(), Some(PROD));
+    assert_eq!(o.account_source, Some(AccountSource::IamRoleSelector));
+    assert_eq!(o.matched_selectors, vec!["uat-sel".to_string()]);
+}
+
+#[test]
+fn selectors_are_ignored_without_the_gate() {
+    let mut s = world(vec![ns("uat")], &[]);
+    s.role_selectors.push(selector("all", role(PROD, "sel")));
+    let o = evaluate(&s, &controller("ec2"), &sg("uat"));
+    assert_eq!(o.account_source, Some(AccountSource::ControllerDefault));
+}
+
+#[test]
+fn empty_names_with_a_label_selector() {
+    let mut s = world(
+        vec![Namespace {
+            labels: [("env".to_string(), "uat".to_string())]
+                .into_iter()
+                .collect(),
+            ..ns("uat-x")
+        }],
+        &[],
+    );
+    s.role_selectors.push(RoleSelector {
+        namespace_names: vec![],
+        namespace_labels: [("env".to_string(), "uat".to_string())]
+            .into_iter()
+            .collect(),
+        ..selector("by-label", role(UAT, "sel"))
+    });
+    let c = with_gate(controller("ec2"), gates::IAM_ROLE_SELECTOR);
+    assert_eq!(
+        evaluate(&s, &c, &sg("uat-x")).account_source,
+        Some(AccountSource::IamRoleSelector)
+    );
+    // A namespace without the label falls through to the controller default.
+    assert_eq!(
+        evaluate(&s, &c, &sg("other")).account_source,
+        Some(AccountSource::ControllerDefault)
+    );
+}
+
+#[test]
+fn resource_type_entry_with_an_empty_version() {
+    let mut s = world(vec![ns("uat")], &[]);
+    s.role_selectors.push(RoleSelector {
+        resource_types: vec![Gvk {
+            group: "ec2.services.k8s.aws".into(),
+            version: String::new(),
+            kind: "SecurityGroup".into(),
+        }],
+        ..selector("sgs", role(UAT, "sel"))
+    });
+    let c = with_gate(controller("ec2"), gates::IAM_ROLE_SELECTOR);
+    let mut r = sg("uat");
+    r.gvk.version = "v1".into();
+    assert_eq!(evaluate(&s, &c, &r).expected_account.as_deref(), Some(UAT));
+    let vpc = res("ec2.services.k8s.aws", "VPC", "uat");
+    assert_eq!(
+        evaluate(&s, &c, &vpc).expected_account.as_deref(),
+        Some(DEV)
+    );
+}
+
+#[test]
+fn two_matching_selectors_conflict_without_fall_through() {
+    let mut s = world(vec![ns("uat")], &[]);
+    s.role_selectors.push(selector("a", role(UAT, "a")));
+    s.role_selectors.push(RoleSelector {
+        namespace_names: vec!["uat".into()],
+        ..selector("b", role(PROD, "b"))
+    });
+    let c = with_gate(controller("ec2"), gates::IAM_ROLE_SELECTOR);
+    let o = evaluate(&s, &c, &with_status(sg("uat"), DEV, "eu-west-2"));
+    assert_eq!(o.expected_account, None);
+    assert_eq!(o.account_source, None);
+    assert!(!o.account_drift);
+    assert_eq!(problems(&o), vec![Problem::SelectorConflict]);
+    assert_eq!(o.matched_selectors, vec!["a".to_string(), "b".to_string()]);
+}
+
+// ---- regions ----
+
+#[test]
+fn region_from_the_resource_annotation() {
+    let s = world(
+        vec![Namespace {
+            default_region: Some("eu-central-1".into()),
+            ..ns("dev")
+        }],
+        &[],
+    );
+    let mut r = sg("dev");
+    r.region_annotation = Some("us-west-2".into());
+    assert_eq!(
+        expected_region(&r, s.namespaces.get("dev"), &controller("ec2")),
+        (
+            Some("us-west-2".into()),
+            Some(RegionSource::ResourceAnnotation)
+        )
+    );
+}
+
+#[test]
+fn region_from_the_namespace_annotation() {
+    let s = world(
+        vec![Namespace {
+            default_region: Some("eu-central-1".into()),
+            ..ns("dev")
+        }],
+        &[],
+    );
+    assert_eq!(
+        expected_region(&sg("dev"), s.namespaces.get("dev"), &controller("ec2")),
+        (Some("eu-central-1".into()), Some(RegionSource::Namespace))
+    );
+}
+
+#[test]
+fn region_from_the_controller_default() {
+    let s = world(vec![ns("dev")], &[]);
+    assert_eq!(
+        expected_region(&sg("dev"), s.namespaces.get("dev"), &controller("ec2")),
+        (
+            Some("eu-west-2".into()),
+            Some(RegionSource::ControllerDefault)
+        )
+    );
+}
+
+#[test]
+fn namespace_region_needs_carm_or_the_selector_gate() {
+    let s = world(
+        vec![Namespace {
+            default_region: Some("eu-central-1".into()),
+            ..ns("dev")
+        }],
+        &[],
+    );
+    let mut off = controller("ec2");
+    off.enable_carm = false;
+    off.carm = false;
+    assert_eq!(
+        expected_region(&sg("dev"), s.namespaces.get("dev"), &off).1,
+        Some(RegionSource::ControllerDefault)
+    );
+    let gate = with_gate(controller("ec2"), gates::IAM_ROLE_SELECTOR);
+    assert!(!gate.carm);
+    assert_eq!(
+        expected_region(&sg("dev"), s.namespaces.get("dev"), &gate).1,
+        Some(RegionSource::Namespace)
+    );
+}
+
+#[test]
+fn region_drift() {
+    let s = world(
+        vec![Namespace {
+            default_region: Some("eu-central-1".into()),
+            ..ns("dev")
+        }],
+        &[],
+    );
+    let o = evaluate(
+        &s,
+        &controller("ec2"),
+        &with_status(sg("dev"), DEV, "eu-west-2"),
+    );
+    assert!(o.region_drift);
+    assert!(!o.account_drift);
+    assert_eq!(o.status_region.as_deref(), Some("eu-west-2"));
+    assert_eq!(o.expected_region.as_deref(), Some("eu-central-1"));
+    assert_eq!(o.effect, None, "effect is about account drift only");
+}
+
+#[test]
+fn no_region_anywhere_is_no_drift() {
+    let s = world(vec![ns("dev")], &[]);
+    let mut c = controller("ec2");
+    c.default_region = None;
+    let o = evaluate(&s, &c, &with_status(sg("dev"), DEV, "eu-west-2"));
+    assert_eq!(o.expected_region, None);
+    assert!(!o.region_drift);
+}
+
+// ---- status, ARNs, conditions ----
+
+#[test]
+fn a_cr_without_status() {
+    let s = world(vec![ns_account("uat", UAT)], &[(UAT, role(UAT, "ack-uat"))]);
+    let mut r = sg("uat");
+    r.conditions.clear();
+    let o = evaluate(&s, &controller("ec2"), &r);
+    assert_eq!(o.status_account, None);
+    assert_eq!(o.status_region, None);
+    assert_eq!(o.arn_account, None);
+    assert_eq!(o.expected_account.as_deref(), Some(UAT));
+    assert!(!o.account_drift && !o.region_drift);
+    assert_eq!(o.effect, None);
+    assert_eq!(problems(&o), vec![Problem::NotSynced]);
+}
+
+#[test]
+fn s3_arn_without_an_account() {
+    let s = world(vec![ns("dev")], &[]);
+    let mut b = res("s3.services.k8s.aws", "Bucket", "dev");
+    b.metadata = Some(AckMetadata {
+        arn: Some("arn:aws:s3:::my-bucket".into()),
+        owner_account_id: Some(DEV.into()),
+        region: Some("eu-west-2".into()),
+    });
+    let o = evaluate(&s, &controller("s3"), &b);
+    assert_eq!(o.arn_account, None);
+    assert!(problems(&o).is_empty());
+}
+
+#[test]
+fn arn_account_mismatch() {
+    let s = world(vec![ns("dev")], &[]);
+    let mut r = sg("dev");
+    r.metadata = Some(AckMetadata {
+        arn: Some(format!("arn:aws:ec2:eu-west-2:{UAT}:security-group/sg-1")),
+        owner_account_id: Some(DEV.into()),
+        region: Some("eu-west-2".into()),
+    });
+    let o = evaluate(&s, &controller("ec2"), &r);
+    assert_eq!(o.arn_account.as_deref(), Some(UAT));
+    assert_eq!(problems(&o), vec![Problem::ArnAccountMismatch]);
+}
+
+#[test]
+fn conditions_give_not_synced_and_terminal() {
+    let s = world(vec![ns("dev")], &[]);
+    let mut r = sg("dev");
+    r.conditions = vec![
+        Condition {
+            type_: "ACK.ResourceSynced".into(),
+            status: "False".into(),
+            ..Default::default()
+        },
+        Condition {
+            type_: "ACK.Terminal".into(),
+            status: "True".into(),
+            ..Default::default()
+        },
+    ];
+    let o = evaluate(&s, &controller("ec2"), &r);
+    assert_eq!(problems(&o), vec![Problem::NotSynced, Problem::Terminal]);
+    r.conditions[1].status = "False".into();
+    r.conditions[0].status = "Unknown".into();
+    assert_eq!(
+        problems(&evaluate(&s, &controller("ec2"), &r)),
+        vec![Problem::NotSynced]
+    );
+}
+
+// ---- effects of an account drift ----
+
+fn incident(runtime: Runtime) -> Ownership {
+    // The seed incident: uat annotated and mapped, status says dev (the controller's own).
+    let s = world(vec![ns_account("uat", UAT)], &[(UAT, role(UAT, "ack-uat"))]);
+    let mut c = controller("ec2");
+    c.runtime = runtime;
+    evaluate(&s, &c, &with_status(sg("uat"), DEV, "eu-west-2"))
+}
+
+#[test]
+fn legacy_runtime_keeps_calling_the_status_account() {
+    let o = incident(Runtime::Legacy);
+    assert!(o.account_drift);
+    assert_eq!(o.effect, Some(Effect::CallsWrongAccount));
+    assert_eq!(o.called_account.as_deref(), Some(DEV));
+}
+
+#[test]
+fn namespace_first_runtime_leaves_a_stale_status() {
+    let o = incident(Runtime::NamespaceFirst);
+    assert_eq!(o.effect, Some(Effect::StaleStatus));
+    assert_eq!(o.called_account.as_deref(), Some(UAT));
+}
+
+#[test]
+fn strict_runtime_blocks() {
+    let o = incident(Runtime::Strict);
+    assert_eq!(o.effect, Some(Effect::Blocked));
+    assert_eq!(o.called_account, None);
+}
+
+#[test]
+fn legacy_with_an_unmapped_status_account_is_blocked() {
+    // Status names PROD, which neither is the controller's account nor has a role.
+    let s = world(vec![ns_account("uat", UAT)], &[(UAT, role(UAT, "ack-uat"))]);
+    let mut c = controller("ec2");
+    c.runtime = Runtime::Legacy;
+    let o = evaluate(&s, &c, &with_status(sg("uat"), PROD, "eu-west-2"));
+    assert_eq!(o.effect, Some(Effect::Blocked));
+    assert_eq!(problems(&o), vec![Problem::RoleUnavailable]);
+}
+
+#[test]
+fn namespace_first_without_the_target_role_is_blocked() {
+    let s = world(vec![ns_account("uat", UAT)], &[]);
+    let mut c = controller("ec2");
+    c.runtime = Runtime::NamespaceFirst;
+    let o = evaluate(&s, &c, &with_status(sg("uat"), DEV, "eu-west-2"));
+    assert_eq!(o.effect, Some(Effect::Blocked));
+}
+
+#[test]
+fn controller_default_target_with_a_mapped_status_account_calls_it() {
+    // Nothing annotated; the status names UAT, which the map can reach: every runtime
+    // falls back to the status account.
+    let s = world(vec![ns("dev")], &[(UAT, role(UAT, "ack-uat"))]);
+    for runtime in [Runtime::Legacy, Runtime::NamespaceFirst, Runtime::Strict] {
+        let mut c = controller("ec2");
+        c.runtime = runtime;
+        let o = evaluate(&s, &c, &with_status(sg("dev"), UAT, "eu-west-2"));
+        assert_eq!(o.account_source, Some(AccountSource::ControllerDefault));
+        assert_eq!(o.effect, Some(Effect::CallsWrongAccount), "{runtime:?}");
+        assert_eq!(o.called_account.as_deref(), Some(UAT));
+        assert!(problems(&o).is_empty());
+    }
+}
+
+#[test]
+fn controller_default_target_with_an_unmapped_status_account_is_blocked() {
+    let s = world(vec![ns("dev")], &[]);
+    let o = evaluate(
+        &s,
+        &controller("ec2"),
+        &with_status(sg("dev"), UAT, "eu-west-2"),
+    );
+    assert_eq!(o.effect, Some(Effect::Blocked));
+    assert_eq!(problems(&o), vec![Problem::RoleUnavailable]);
+}
+
+#[test]
+fn controller_default_target_with_carm_off_is_a_stale_status() {
+    let s = world(vec![ns("dev")], &[(UAT, role(UAT, "ack-uat"))]);
+    let mut c = controller("ec2");
+    c.enable_carm = false;
+    c.carm = false;
+    let o = evaluate(&s, &c, &with_status(sg("dev"), UAT, "eu-west-2"));
+    assert_eq!(o.effect, Some(Effect::StaleStatus));
+    assert_eq!(o.called_account.as_deref(), Some(DEV));
+    assert!(problems(&o).is_empty());
+}
+
+#[test]
+fn no_drift_no_effect() {
+    let o = evaluate(
+        &world(vec![ns_account("uat", UAT)], &[(UAT, role(UAT, "ack-uat"))]),
+        &controller("ec2"),
+        &with_status(sg("uat"), UAT, "eu-west-2"),
+    );
+    assert!(!o.account_drift);
+    assert_eq!(o.effect, None);
+}
+
+// ---- choosing the controller ----
+
+#[test]
+fn the_controller_watching_the_namespace_is_chosen() {
+    let mut a = controller("ec2");
+    a.deployment = Some("ack-system/all".into());
+    let mut b = controller("ec2");
+    b.deployment = Some("team-a/only-uat".into());
+    b.watch_namespaces = vec!["uat".into()];
+    let cs = vec![a, b];
+    assert_eq!(
+        controller_for(&cs, &sg("uat"))
+            .unwrap()
+            .deployment
+            .as_deref(),
+        Some("team-a/only-uat")
+    );
+    assert_eq!(
+        controller_for(&cs, &sg("dev"))
+            .unwrap()
+            .deployment
+            .as_deref(),
+        Some("ack-system/all")
+    );
+    assert!(controller_for(&cs, &res("rds.services.k8s.aws", "DBInstance", "dev")).is_none());
+}
+
+#[test]
+fn label_values_match_their_json_names() {
+    let all: Vec<(String, &str)> = [
+        AccountSource::IamRoleSelector,
+        AccountSource::Team,
+        AccountSource::Namespace,
+        AccountSource::ControllerDefault,
+    ]
+    .iter()
+    .map(|v| {
+        (
+            serde_json::to_value(v)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_string(),
+            v.as_str(),
+        )
+    })
+    .chain(
+        [
+            Problem::RoleUnavailable,
+            Problem::SelectorConflict,
+            Problem::ArnAccountMismatch,
+            Problem::Unresolved,
+            Problem::NotSynced,
+            Problem::Terminal,
+        ]
+        .iter()
+        .map(|v| {
+            (
+                serde_json::to_value(v)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                v.as_str(),
+            )
+        }),
+    )
+    .chain(
+        [
+            Effect::CallsWrongAccount,
+            Effect::StaleStatus,
+            Effect::Blocked,
+        ]
+        .iter()
+        .map(|v| {
+            (
+                serde_json::to_value(v)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                v.as_str(),
+            )
+        }),
+    )
+    .chain(
+        [
+            RegionSource::ResourceAnnotation,
+            RegionSource::Namespace,
+            RegionSource::ControllerDefault,
+        ]
+        .iter()
+        .map(|v| {
+            (
+                serde_json::to_value(v)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                v.as_str(),
+            )
+        }),
+    )
+    .collect();
+    for (json, label) in all {
+        assert_eq!(json, label);
+    }
+}

@@ -1,0 +1,146 @@
+//! Exit codes and the human outputs of `audit` and `check-config`.
+
+mod common;
+
+fn seed() -> std::path::PathBuf {
+    common::fixture("scenarios/seed-incident")
+}
+
+#[test]
+fn audit_exit_codes() {
+    let s = seed();
+    // Drift: 1.
+    let run = common::run(["audit", "--kube-dir", s.join("cluster").to_str().unwrap()]);
+    assert_eq!(run.code, 1);
+    // No drift: 0 (the formats fixture without its drifting SecurityGroup).
+    let dir = common::scratch("cli-no-drift");
+    std::fs::copy(
+        common::fixture("kube/formats/list.json"),
+        dir.join("ns.json"),
+    )
+    .unwrap();
+    let run = common::run(["audit", "--kube-dir", dir.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    // Missing folder: 2.
+    let run = common::run(["audit", "--kube-dir", "/nonexistent/dump"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("/nonexistent/dump"), "{}", run.stderr);
+    // Unknown flag: 2.
+    let run = common::run(["audit", "--kube-dri", "x"]);
+    assert_eq!(run.code, 2);
+}
+
+#[test]
+fn unknown_config_key_names_file_key_and_line() {
+    let dir = common::scratch("cli-bad-config");
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        "controllers:\n  ec2:\n    runtime: legacy\n    enable_cram: true\n",
+    )
+    .unwrap();
+    for cmd in ["audit", "check-config"] {
+        let run = common::run([
+            cmd,
+            "--kube-dir",
+            seed().join("cluster").to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ]);
+        assert_eq!(run.code, 2, "{cmd}");
+        let want = format!("{}:4:", config.display());
+        assert!(run.stderr.contains(&want), "{cmd}: {}", run.stderr);
+        assert!(run.stderr.contains("enable_cram"), "{}", run.stderr);
+        assert!(run.stdout.is_empty());
+    }
+}
+
+#[test]
+fn table_output_shows_verdicts_and_remediation() {
+    let s = seed();
+    let run = common::run([
+        "audit",
+        "--kube-dir",
+        s.join("cluster").to_str().unwrap(),
+        "--config",
+        s.join("config.yaml").to_str().unwrap(),
+    ]);
+    let out = &run.stdout;
+    assert!(out.contains("1 in the wrong account"), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("limit-amq-to-subnet-uat") && l.contains("ACCOUNT"))
+        .expect("a row for the drifted SecurityGroup");
+    assert!(line.contains("474417630776 (namespace)") && line.contains("calls_wrong_account"));
+    assert!(out.contains(
+        "kubectl annotate -n uat securitygroup.ec2.services.k8s.aws limit-amq-to-subnet-uat services.k8s.aws/deletion-policy=retain"
+    ));
+    assert!(out.contains("In AWS account 178394743802, region eu-west-2"));
+    // Healthy resources get no remediation section.
+    assert!(!out.contains("dev/SecurityGroup/limit-amq-to-subnet-dev:"));
+}
+
+#[test]
+fn markdown_output_pastes_into_a_ticket() {
+    let s = seed();
+    let run = common::run([
+        "audit",
+        "--kube-dir",
+        s.join("cluster").to_str().unwrap(),
+        "--config",
+        s.join("config.yaml").to_str().unwrap(),
+        "--output",
+        "markdown",
+    ]);
+    let out = &run.stdout;
+    assert!(out.starts_with("## ACK drift audit"));
+    assert!(out.contains("| NAMESPACE | KIND | NAME |"));
+    assert!(out.contains("### `uat/SecurityGroup/limit-amq-to-subnet-uat`"));
+    assert!(out.contains("`kubectl delete -n uat securitygroup.ec2.services.k8s.aws limit-amq-to-subnet-uat --wait=false`"));
+    assert_eq!(run.code, 1);
+}
+
+#[test]
+fn check_config_shows_discovered_and_overridden_settings() {
+    let s = seed();
+    let run = common::run([
+        "check-config",
+        "--kube-dir",
+        s.join("cluster").to_str().unwrap(),
+        "--config",
+        s.join("config.yaml").to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let out = &run.stdout;
+    assert!(out.contains("valid"));
+    assert!(out.contains("controller ec2 (ack-system/ack-ec2-controller)"));
+    assert!(out.contains("178394743802 (from the Deployment)"), "{out}");
+    assert!(out.contains("eu-west-2 (from the Deployment)"));
+    assert!(out.contains("legacy (from the config)"));
+    assert!(out.contains("CARM               on"));
+    assert!(out.contains("system namespace   ack-system"));
+}
+
+#[test]
+fn check_config_on_the_demo_reads_env_gates_and_field_refs() {
+    let demo = common::root().join("examples/demo");
+    let run = common::run([
+        "check-config",
+        "--kube-dir",
+        demo.join("cluster").to_str().unwrap(),
+        "--config",
+        demo.join("config.yaml").to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0);
+    let out = &run.stdout;
+    assert!(
+        out.contains("feature gates      ServiceLevelCARM=true"),
+        "{out}"
+    );
+    assert!(
+        out.contains("feature gates      TeamLevelCARM=true"),
+        "{out}"
+    );
+    assert!(out.contains("namespace-first (from the config)"));
+    assert!(!out.contains("note:"), "{out}");
+}
