@@ -1,0 +1,129 @@
+//! Property tests: the input parsers never panic and keep their invariants on any input.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use serde_json::Value;
+
+use ack_drift_exporter::model::account::{arn_account, is_account_id};
+use ack_drift_exporter::model::controller::{expand_vars, parse_flags};
+use ack_drift_exporter::model::object::classify;
+use ack_drift_exporter::source::files::{parse_documents, split_yaml_documents};
+
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| Value::Number(n.into())),
+        "[a-zA-Z0-9./:-]{0,12}".prop_map(Value::String),
+        prop_oneof![
+            Just("apiVersion"),
+            Just("kind"),
+            Just("v1"),
+            Just("ec2.services.k8s.aws/v1alpha1"),
+            Just("SecurityGroup"),
+            Just("Namespace"),
+            Just("apps/v1"),
+            Just("Deployment"),
+        ]
+        .prop_map(|s| Value::String(s.to_string())),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map(
+                prop_oneof![
+                    Just("apiVersion".to_string()),
+                    Just("kind".to_string()),
+                    Just("metadata".to_string()),
+                    Just("name".to_string()),
+                    Just("namespace".to_string()),
+                    Just("spec".to_string()),
+                    Just("status".to_string()),
+                    Just("ackResourceMetadata".to_string()),
+                    Just("conditions".to_string()),
+                    Just("template".to_string()),
+                    Just("containers".to_string()),
+                    "[a-z]{1,6}",
+                ],
+                inner,
+                0..5
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn classify_never_panics(v in json_value()) {
+        let c = classify(&v);
+        // Whatever came in, every error names something.
+        for e in &c.errors {
+            prop_assert!(!e.is_empty());
+        }
+    }
+
+    #[test]
+    fn yaml_documents_never_panic(text in "(---\n|\\.\\.\\.\n|[a-z]{1,4}: [\\[\\]{}a-z0-9'\"]{0,6}\n|- x\n|  y: 1\n|#c\n|\n){0,12}") {
+        let docs = parse_documents(&text, false);
+        let lines = text.lines().count().max(1);
+        for d in docs {
+            match d {
+                Ok(doc) => prop_assert!(doc.line >= 1 && doc.line <= lines + 1),
+                Err((line, msg)) => {
+                    prop_assert!(!msg.is_empty());
+                    if let Some(l) = line { prop_assert!(l >= 1 && l <= lines + 1, "line {} of {}", l, lines); }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn split_keeps_every_content_line(text in "(---\n|[a-z]{1,5}: [a-z0-9]{1,3}\n){0,10}") {
+        let docs = split_yaml_documents(&text);
+        let content: usize = text.lines().filter(|l| *l != "---").count();
+        let kept: usize = docs.iter().map(|(_, d)| d.lines().filter(|l| !l.trim().is_empty()).count()).sum();
+        prop_assert_eq!(content, kept);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        let text = String::from_utf8_lossy(&bytes);
+        let _ = parse_documents(&text, false);
+        let _ = parse_documents(&text, true);
+        let _ = arn_account(&text);
+    }
+
+    #[test]
+    fn arn_accounts_are_account_ids(s in "arn:[a-z-]{0,4}:[a-z0-9]{0,4}:[a-z0-9-]{0,9}:[0-9a-z]{0,13}:[a-z/]{0,6}") {
+        if let Some(a) = arn_account(&s) {
+            prop_assert!(is_account_id(&a));
+            let field = format!(":{a}:");
+            prop_assert!(s.contains(&field));
+        }
+    }
+
+    #[test]
+    fn last_valued_flag_wins(values in prop::collection::vec("[a-z0-9-]{1,8}", 1..6), inline in any::<bool>()) {
+        let mut args = Vec::new();
+        for v in &values {
+            if inline {
+                args.push(format!("--aws-region={v}"));
+            } else {
+                args.push("--aws-region".to_string());
+                args.push(v.clone());
+            }
+        }
+        let parsed = parse_flags(&args);
+        prop_assert_eq!(parsed.values.get("aws-region"), values.last());
+        prop_assert!(parsed.stray.is_empty());
+    }
+
+    #[test]
+    fn text_without_dollar_is_unchanged(s in "[^$]{0,40}") {
+        prop_assert_eq!(expand_vars(&s, &BTreeMap::new()), s);
+    }
+}
