@@ -86,10 +86,35 @@ pub struct CloudTrailConfig {
     pub event_sources: Option<EventSources>,
     #[serde(default = "d60s", deserialize_with = "duration")]
     pub poll_interval: Duration,
-    #[serde(default = "d1h", deserialize_with = "duration")]
-    pub window: Duration,
+    /// Per-resource window; `None` when not written (the exporter then uses 1h, the audit
+    /// the whole input).
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub window: Option<Duration>,
     #[serde(default = "d15m", deserialize_with = "duration")]
     pub overlap: Duration,
+    /// Attribution identifier rules per kind (`SecurityGroup` or
+    /// `SecurityGroup.ec2.services.k8s.aws`), replacing the default rules for that kind.
+    #[serde(default)]
+    pub identifiers: BTreeMap<String, IdentifierRule>,
+}
+
+/// Which top-level fields of a CR identify it in CloudTrail requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentifierRule {
+    /// Top-level `spec` fields whose string values identify the CR.
+    #[serde(default)]
+    pub spec: Vec<String>,
+    /// Top-level `status` fields whose string values identify the CR.
+    #[serde(default)]
+    pub status: Vec<String>,
+    /// Whether `status.ackResourceMetadata.arn` identifies it (default true).
+    #[serde(default = "yes")]
+    pub arn: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for CloudTrailConfig {
@@ -100,8 +125,9 @@ impl Default for CloudTrailConfig {
             regions: None,
             event_sources: None,
             poll_interval: d60s(),
-            window: d1h(),
+            window: None,
             overlap: d15m(),
+            identifiers: BTreeMap::new(),
         }
     }
 }
@@ -109,9 +135,8 @@ impl Default for CloudTrailConfig {
 fn d60s() -> Duration {
     Duration::from_secs(60)
 }
-fn d1h() -> Duration {
-    Duration::from_secs(3600)
-}
+/// The exporter's per-resource window when the config sets none.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(3600);
 fn d15m() -> Duration {
     Duration::from_secs(900)
 }
@@ -170,6 +195,10 @@ fn account<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 
 fn account_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     account(d).map(Some)
+}
+
+fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
 }
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -280,7 +309,7 @@ impl Config {
         {
             return Err("cloudtrail.role_arn_template must contain {account}".to_string());
         }
-        if self.cloudtrail.window.is_zero() {
+        if self.cloudtrail.window.is_some_and(|w| w.is_zero()) {
             return Err("cloudtrail.window must be longer than 0s".to_string());
         }
         Ok(())
@@ -321,6 +350,7 @@ cloudtrail:
         assert_eq!(c.cloudtrail.accounts, Some(Accounts::Keyword(Auto::Auto)));
         assert_eq!(c.cloudtrail.poll_interval, Duration::from_secs(90));
         assert_eq!(c.cloudtrail.overlap, Duration::from_secs(900));
+        assert_eq!(c.cloudtrail.window, Some(Duration::from_secs(3600)));
     }
 
     #[test]

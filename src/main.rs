@@ -5,11 +5,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use ack_drift_exporter::config::Config;
-use ack_drift_exporter::evaluate;
+use ack_drift_exporter::config::{Config, parse_duration};
+use ack_drift_exporter::evaluate::{self, cloudtrail};
 use ack_drift_exporter::model::ClusterSnapshot;
-use ack_drift_exporter::output::{audit::AuditReport, controllers};
-use ack_drift_exporter::source::files;
+use ack_drift_exporter::model::time::parse_rfc3339;
+use ack_drift_exporter::output::audit::{AuditReport, TrailInput};
+use ack_drift_exporter::output::controllers;
+use ack_drift_exporter::source::{kube_dir, trail_dir};
 
 /// Exit code for usage and config errors (clap uses 2 as well).
 const EXIT_USAGE: u8 = 2;
@@ -38,11 +40,27 @@ struct AuditArgs {
     /// Folder of `kubectl get ... -o yaml|json` output, read recursively.
     #[arg(long, value_name = "DIR")]
     kube_dir: PathBuf,
+    /// Folder of CloudTrail files (S3 deliveries, .json or .json.gz; arrays of records;
+    /// saved `aws cloudtrail lookup-events` output), read recursively.
+    #[arg(long, value_name = "DIR")]
+    cloudtrail_dir: Option<PathBuf>,
+    /// Count per-resource evidence only over this much time before the window's end
+    /// (e.g. 1h, 90m); default: the whole input (or `cloudtrail.window` from the config).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    window: Option<std::time::Duration>,
+    /// End of the window (RFC 3339); default: the newest event in the input.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    at: Option<i64>,
     /// Config file (YAML): controller overrides and more.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Output::Table)]
     output: Output,
+}
+
+fn parse_time(s: &str) -> Result<i64, String> {
+    parse_rfc3339(s)
+        .ok_or_else(|| format!("{s:?} is not an RFC 3339 time (e.g. 2024-01-05T09:00:00Z)"))
 }
 
 #[derive(clap::Args)]
@@ -88,7 +106,7 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
 }
 
 fn load_cluster(dir: &std::path::Path) -> Result<ClusterSnapshot, ExitCode> {
-    let snapshot = files::read_kube_dir(dir).map_err(|e| {
+    let snapshot = kube_dir::read_kube_dir(dir).map_err(|e| {
         eprintln!("error: --kube-dir {}: {e}", dir.display());
         ExitCode::from(EXIT_USAGE)
     })?;
@@ -108,7 +126,43 @@ fn audit(args: AuditArgs) -> ExitCode {
         Err(code) => return code,
     };
     let evaluation = evaluate::evaluate(&snapshot, &config);
-    let report = AuditReport::build(&snapshot, &evaluation);
+    let report = match &args.cloudtrail_dir {
+        None => AuditReport::build(&snapshot, &evaluation, None),
+        Some(dir) => {
+            let mut tally = cloudtrail::TrailTally::default();
+            let read = match trail_dir::read_trail_dir(dir, &mut |r| {
+                tally.ingest(r);
+            }) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: --cloudtrail-dir {}: {e}", dir.display());
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            for e in &read.errors {
+                eprintln!("warning: {e}");
+            }
+            let window = cloudtrail::window_bounds(
+                tally.newest,
+                args.at,
+                args.window.or(config.cloudtrail.window),
+            );
+            let evidence = cloudtrail::evidence(
+                &tally,
+                &snapshot,
+                &evaluation,
+                &config.cloudtrail.identifiers,
+                window,
+            );
+            let input = TrailInput {
+                tally: &tally,
+                evidence: &evidence,
+                files: read.files,
+                errors: &read.errors,
+            };
+            AuditReport::build(&snapshot, &evaluation, Some(&input))
+        }
+    };
     let text = match args.output {
         Output::Table => report.to_table(),
         Output::Json => report.to_json(),

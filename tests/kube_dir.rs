@@ -59,7 +59,7 @@ fn every_kubectl_format_is_read_recursively() {
 #[test]
 fn bad_input_is_reported_with_file_and_line_and_the_rest_is_read() {
     let (run, report) = audit_json("kube/instance-bad");
-    let errors = report["cluster"]["errors"].as_array().unwrap();
+    let errors = report["cluster"]["input_errors"].as_array().unwrap();
     assert_eq!(report["cluster"]["parse_errors"], errors.len());
     let has = |file: &str, line: Option<u64>, text: &str| {
         errors.iter().any(|e| {

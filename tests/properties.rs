@@ -8,7 +8,7 @@ use serde_json::Value;
 use ack_drift_exporter::model::account::{arn_account, is_account_id};
 use ack_drift_exporter::model::controller::{expand_vars, parse_flags};
 use ack_drift_exporter::model::object::classify;
-use ack_drift_exporter::source::files::{parse_documents, split_yaml_documents};
+use ack_drift_exporter::source::kube_dir::{parse_documents, split_yaml_documents};
 
 fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![

@@ -1,5 +1,7 @@
 //! Evaluation: pure functions over a snapshot. No I/O happens below this module.
 
+pub mod attribution;
+pub mod cloudtrail;
 pub mod controllers;
 pub mod ownership;
 pub mod remediation;

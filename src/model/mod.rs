@@ -6,6 +6,9 @@
 pub mod account;
 pub mod controller;
 pub mod object;
+pub mod time;
+pub mod trail;
+pub mod user_agent;
 
 use std::collections::BTreeMap;
 
@@ -105,8 +108,24 @@ pub struct AckResource {
     /// `None` when the CR has no `status.ackResourceMetadata` (never reconciled, or unreadable).
     pub metadata: Option<AckMetadata>,
     pub conditions: Vec<Condition>,
-    /// Identifier strings used to tie CloudTrail events to this CR (spec names, status ids, ARN).
-    pub identifiers: Vec<String>,
+    /// Short top-level string fields of `spec` and `status`: the candidates for the identifier
+    /// strings that tie CloudTrail events to this CR (which ones count is evaluation's rule).
+    pub id_fields: Vec<IdField>,
+}
+
+/// Where an identifier candidate sits in the CR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Section {
+    Spec,
+    Status,
+}
+
+/// One top-level string field of a CR's spec or status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdField {
+    pub section: Section,
+    pub field: String,
+    pub value: String,
 }
 
 impl AckResource {

@@ -9,8 +9,8 @@ use serde_json::{Map, Value};
 
 use super::controller::{self, Container};
 use super::{
-    ACCOUNT_MAP, AckMetadata, AckResource, CarmMap, Condition, Gvk, Namespace, RoleSelector,
-    ServiceAccount, TEAM_MAP, ack_service_of_group, annotations,
+    ACCOUNT_MAP, AckMetadata, AckResource, CarmMap, Condition, Gvk, IdField, Namespace,
+    RoleSelector, Section, ServiceAccount, TEAM_MAP, ack_service_of_group, annotations,
 };
 
 /// One object, classified.
@@ -384,7 +384,6 @@ fn resource(
             last_transition_time: r.string(c, "lastTransitionTime"),
         });
     }
-    let identifiers = default_identifiers(v, metadata.as_ref());
     AckResource {
         gvk: Gvk {
             group: group.to_string(),
@@ -397,46 +396,33 @@ fn resource(
         region_annotation: ann.get(annotations::REGION).cloned(),
         metadata,
         conditions,
-        identifiers,
+        id_fields: id_fields(v),
     }
 }
 
-/// Identifier strings of a CR by the default rules of DESIGN §5: top-level string spec fields
-/// named `name` or ending in `Name`/`Identifier`, the status ARN, and top-level string status
-/// fields named `id` or ending in `ID`/`Id`/`ARN`/`Arn` (but not `ownerID`, an account).
-pub fn default_identifiers(v: &Value, metadata: Option<&AckMetadata>) -> Vec<String> {
-    let mut ids = Vec::new();
-    if let Some(spec) = v.get("spec").and_then(Value::as_object) {
-        for (k, val) in spec {
-            if let Value::String(s) = val
-                && (k == "name" || k.ends_with("Name") || k.ends_with("Identifier"))
-                && !s.is_empty()
-            {
-                ids.push(s.clone());
+/// Identifier values longer than this are not identifiers (policies, user data, certificates).
+pub const MAX_ID_FIELD_LEN: usize = 256;
+
+/// The short top-level string fields of `spec` and `status`, for attribution.
+pub fn id_fields(v: &Value) -> Vec<IdField> {
+    let mut out = Vec::new();
+    for (section, key) in [(Section::Spec, "spec"), (Section::Status, "status")] {
+        if let Some(map) = v.get(key).and_then(Value::as_object) {
+            for (k, val) in map {
+                if let Value::String(s) = val
+                    && !s.is_empty()
+                    && s.len() <= MAX_ID_FIELD_LEN
+                {
+                    out.push(IdField {
+                        section,
+                        field: k.clone(),
+                        value: s.clone(),
+                    });
+                }
             }
         }
     }
-    if let Some(arn) = metadata.and_then(|m| m.arn.as_ref()) {
-        ids.push(arn.clone());
-    }
-    if let Some(status) = v.get("status").and_then(Value::as_object) {
-        for (k, val) in status {
-            if let Value::String(s) = val
-                && k != "ownerID"
-                && (k == "id"
-                    || k.ends_with("ID")
-                    || k.ends_with("Id")
-                    || k.ends_with("ARN")
-                    || k.ends_with("Arn"))
-                && !s.is_empty()
-            {
-                ids.push(s.clone());
-            }
-        }
-    }
-    ids.sort();
-    ids.dedup();
-    ids
+    out
 }
 
 #[cfg(test)]
@@ -461,7 +447,8 @@ mod tests {
         let Object::Resource(r) = o else { panic!() };
         assert_eq!(r.metadata, None);
         assert!(r.conditions.is_empty());
-        assert_eq!(r.identifiers, vec!["my-bucket".to_string()]);
+        assert_eq!(r.id_fields.len(), 1);
+        assert_eq!(r.id_fields[0].value, "my-bucket");
     }
 
     #[test]
@@ -504,26 +491,23 @@ mod tests {
     }
 
     #[test]
-    fn identifiers_follow_the_default_rules() {
+    fn id_fields_are_short_top_level_strings() {
+        let long = "x".repeat(MAX_ID_FIELD_LEN + 1);
         let v = json!({
-            "spec": {"name": "sg", "groupName": "g", "dbInstanceIdentifier": "db", "vpcID": "vpc-1", "description": "d", "count": 1},
-            "status": {"ackResourceMetadata": {"arn": "arn:aws:ec2:r:111111111111:x/y"}, "id": "sg-1", "ownerID": "111111111111", "vpcID": "vpc-2", "keyARN": "k", "roleArn": "r", "state": "ok"}
+            "spec": {"name": "sg", "policy": long, "nested": {"name": "no"}, "count": 1},
+            "status": {"id": "sg-1", "ackResourceMetadata": {"arn": "a"}}
         });
-        let md = AckMetadata {
-            arn: Some("arn:aws:ec2:r:111111111111:x/y".into()),
-            ..Default::default()
-        };
-        let ids = default_identifiers(&v, Some(&md));
-        let want = [
-            "arn:aws:ec2:r:111111111111:x/y",
-            "db",
-            "g",
-            "k",
-            "r",
-            "sg",
-            "sg-1",
-            "vpc-2",
-        ];
-        assert_eq!(ids, want.map(String::from).to_vec());
+        let f = id_fields(&v);
+        let got: Vec<_> = f
+            .iter()
+            .map(|f| (f.section, f.field.as_str(), f.value.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Section::Spec, "name", "sg"),
+                (Section::Status, "id", "sg-1")
+            ]
+        );
     }
 }

@@ -7,14 +7,24 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::evaluate::Evaluation;
+use crate::evaluate::cloudtrail::{Signal, TrailEvidence, TrailTally};
 use crate::evaluate::ownership::{AccountSource, Effect, Problem, RegionSource};
+use crate::model::time::format_rfc3339;
 use crate::model::{ClusterSnapshot, ParseError};
+
+/// Trail input to the audit: what was read and what it shows.
+pub struct TrailInput<'a> {
+    pub tally: &'a TrailTally,
+    pub evidence: &'a TrailEvidence,
+    pub files: usize,
+    pub errors: &'a [ParseError],
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditReport {
     pub resources: Vec<ResourceReport>,
-    /// `null` until trail input is given.
-    pub cloudtrail: Option<serde_json::Value>,
+    /// `null` without trail input.
+    pub cloudtrail: Option<CloudTrailReport>,
     pub cluster: ClusterReport,
     pub summary: Summary,
 }
@@ -66,9 +76,64 @@ pub struct WrongAccountCalls {
 pub struct ClusterReport {
     /// Objects read, of every kind.
     pub objects: usize,
-    /// How many input problems were met; `errors` lists them.
+    /// How many input problems were met; `input_errors` lists them.
     pub parse_errors: usize,
-    pub errors: Vec<ParseError>,
+    pub input_errors: Vec<ParseError>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CloudTrailReport {
+    /// Trail files read.
+    pub files: usize,
+    /// Distinct events (by eventID).
+    pub events: u64,
+    pub errors: Vec<ErrorCount>,
+    pub cross_account_calls: Vec<CrossAccountCount>,
+    pub unattributed_ack_events: Vec<UnattributedCount>,
+    /// Records whose eventID had been read already.
+    pub duplicates: u64,
+    pub parse_errors: usize,
+    pub input_errors: Vec<ParseError>,
+    /// The per-resource window; `null` when the whole input counts.
+    pub window: Option<WindowReport>,
+    pub newest_event: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowReport {
+    pub start: String,
+    pub end: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorCount {
+    pub account: String,
+    pub region: String,
+    pub service: String,
+    pub event_name: String,
+    pub error_code: String,
+    pub ack_kind: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CrossAccountCount {
+    pub caller_account: String,
+    pub recipient_account: String,
+    pub service: String,
+    pub event_name: String,
+    pub signal: Signal,
+    pub expected: bool,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnattributedCount {
+    pub account: String,
+    pub region: String,
+    pub ack_kind: String,
+    pub reason: &'static str,
+    pub count: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -80,8 +145,93 @@ pub struct Summary {
     pub problems: BTreeMap<&'static str, usize>,
 }
 
+fn cloudtrail_report(t: &TrailInput) -> CloudTrailReport {
+    let mut errors: Vec<ErrorCount> = t
+        .tally
+        .errors_by
+        .iter()
+        .map(|(k, n)| ErrorCount {
+            account: k.account.clone(),
+            region: k.region.clone(),
+            service: k.service.clone(),
+            event_name: k.event_name.clone(),
+            error_code: k.error_code.clone(),
+            ack_kind: k.ack_kind.clone(),
+            count: *n,
+        })
+        .collect();
+    errors.sort_by(|a, b| {
+        b.count.cmp(&a.count).then_with(|| {
+            (
+                &a.account,
+                &a.region,
+                &a.service,
+                &a.event_name,
+                &a.error_code,
+                &a.ack_kind,
+            )
+                .cmp(&(
+                    &b.account,
+                    &b.region,
+                    &b.service,
+                    &b.event_name,
+                    &b.error_code,
+                    &b.ack_kind,
+                ))
+        })
+    });
+    let mut cross_account_calls: Vec<CrossAccountCount> = t
+        .evidence
+        .cross_account
+        .iter()
+        .map(|(k, n)| CrossAccountCount {
+            caller_account: k.caller_account.clone(),
+            recipient_account: k.recipient_account.clone(),
+            service: k.service.clone(),
+            event_name: k.event_name.clone(),
+            signal: k.signal,
+            expected: k.expected,
+            count: *n,
+        })
+        .collect();
+    // Unexpected pivots first: they are the ones to read.
+    cross_account_calls.sort_by(|a, b| a.expected.cmp(&b.expected).then(b.count.cmp(&a.count)));
+    let mut unattributed_ack_events: Vec<UnattributedCount> = t
+        .evidence
+        .unattributed
+        .iter()
+        .map(|((account, region, kind, reason), n)| UnattributedCount {
+            account: account.clone(),
+            region: region.clone(),
+            ack_kind: kind.clone(),
+            reason: reason.as_str(),
+            count: *n,
+        })
+        .collect();
+    unattributed_ack_events.sort_by(|a, b| b.count.cmp(&a.count));
+    CloudTrailReport {
+        files: t.files,
+        events: t.tally.events,
+        errors,
+        cross_account_calls,
+        unattributed_ack_events,
+        duplicates: t.tally.duplicates,
+        parse_errors: t.errors.len(),
+        input_errors: t.errors.to_vec(),
+        window: t.evidence.window.map(|(start, end)| WindowReport {
+            start: format_rfc3339(start),
+            end: format_rfc3339(end),
+        }),
+        newest_event: t.tally.newest.map(format_rfc3339),
+    }
+}
+
 impl AuditReport {
-    pub fn build(snapshot: &ClusterSnapshot, evaluation: &Evaluation) -> AuditReport {
+    pub fn build(
+        snapshot: &ClusterSnapshot,
+        evaluation: &Evaluation,
+        trail: Option<&TrailInput>,
+    ) -> AuditReport {
         let mut resources = Vec::new();
         let mut summary = Summary {
             resources: evaluation.resources.len(),
@@ -97,6 +247,39 @@ impl AuditReport {
             for p in &o.problems {
                 *summary.problems.entry(p.as_str()).or_default() += 1;
             }
+            let evidence = trail.map(|t| {
+                t.evidence
+                    .resources
+                    .get(&v.index)
+                    .cloned()
+                    .unwrap_or_default()
+            });
+            let error_events = evidence.as_ref().map(|e| {
+                let mut list: Vec<ErrorEvents> = e
+                    .error_events
+                    .iter()
+                    .map(|((account, region, code), n)| ErrorEvents {
+                        account: account.clone(),
+                        region: region.clone(),
+                        error_code: code.clone(),
+                        count: *n,
+                    })
+                    .collect();
+                list.sort_by(|a, b| b.count.cmp(&a.count));
+                list
+            });
+            let wrong_account_calls = evidence.as_ref().map(|e| {
+                let mut list: Vec<WrongAccountCalls> = e
+                    .wrong_account_calls
+                    .iter()
+                    .map(|(account, n)| WrongAccountCalls {
+                        account: account.clone(),
+                        count: *n,
+                    })
+                    .collect();
+                list.sort_by(|a, b| b.count.cmp(&a.count));
+                list
+            });
             resources.push(ResourceReport {
                 group: r.gvk.group.clone(),
                 version: r.gvk.version.clone(),
@@ -114,8 +297,8 @@ impl AuditReport {
                 arn_account: o.arn_account.clone(),
                 problems: o.problems.iter().copied().collect(),
                 effect: o.effect,
-                error_events: None,
-                wrong_account_calls: None,
+                error_events,
+                wrong_account_calls,
                 remediation: v.remediation.clone(),
                 controller: o.controller.clone(),
                 runtime: o.runtime.as_str(),
@@ -125,11 +308,11 @@ impl AuditReport {
         }
         AuditReport {
             resources,
-            cloudtrail: None,
+            cloudtrail: trail.map(cloudtrail_report),
             cluster: ClusterReport {
                 objects: snapshot.objects,
                 parse_errors: snapshot.parse_errors.len(),
-                errors: snapshot.parse_errors.clone(),
+                input_errors: snapshot.parse_errors.clone(),
             },
             summary,
         }
@@ -156,9 +339,13 @@ impl AuditReport {
                 let _ = writeln!(out, "  {}. {step}", i + 1);
             }
         }
-        if !self.cluster.errors.is_empty() {
-            let _ = writeln!(out, "\nInput problems ({}):", self.cluster.errors.len());
-            for e in &self.cluster.errors {
+        if !self.cluster.input_errors.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nInput problems ({}):",
+                self.cluster.input_errors.len()
+            );
+            for e in &self.cluster.input_errors {
                 let _ = writeln!(out, "  {e}");
             }
         }
@@ -180,9 +367,9 @@ impl AuditReport {
                 let _ = writeln!(out, "{}. {}", i + 1, md_commands(step));
             }
         }
-        if !self.cluster.errors.is_empty() {
+        if !self.cluster.input_errors.is_empty() {
             let _ = writeln!(out, "\n### Input problems\n");
-            for e in &self.cluster.errors {
+            for e in &self.cluster.input_errors {
                 let _ = writeln!(out, "- `{e}`");
             }
         }

@@ -1,3 +1,4 @@
 //! Sources only produce data: they read clusters and trails into the model, nothing more.
 
-pub mod files;
+pub mod kube_dir;
+pub mod trail_dir;
