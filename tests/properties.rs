@@ -8,7 +8,12 @@ use serde_json::Value;
 use ack_drift_exporter::model::account::{arn_account, is_account_id};
 use ack_drift_exporter::model::controller::{expand_vars, parse_flags};
 use ack_drift_exporter::model::object::classify;
+use ack_drift_exporter::model::trail::parse_record;
+use ack_drift_exporter::model::user_agent;
 use ack_drift_exporter::source::kube_dir::{parse_documents, split_yaml_documents};
+use ack_drift_exporter::source::trail_dir::parse_trail_bytes;
+
+const UA: &str = "aws-controllers-k8s/ec2.services.k8s.aws-1.2.0 (GitCommit/3ac4413514ef474d875bedd42725eebe2015d647; BuildDate/2024-01-04T11:50; CRDKind/SecurityGroup; CRDVersion/v1alpha1) aws-sdk-go/1.49.0 (go1.21.5; linux; amd64)";
 
 fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -120,6 +125,48 @@ proptest! {
         let parsed = parse_flags(&args);
         prop_assert_eq!(parsed.values.get("aws-region"), values.last());
         prop_assert!(parsed.stray.is_empty());
+    }
+
+    #[test]
+    fn trail_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let mut n = 0u64;
+        let (records, errors) = parse_trail_bytes("fuzz.json", &bytes, &mut |_| n += 1);
+        prop_assert_eq!(records, n);
+        for e in errors {
+            prop_assert_eq!(e.file.as_str(), "fuzz.json");
+        }
+    }
+
+    #[test]
+    fn trail_shapes_never_panic(v in json_value(), wrap in 0u8..3) {
+        let doc = match wrap {
+            0 => serde_json::json!({"Records": [v]}),
+            1 => serde_json::json!({"Events": [{"CloudTrailEvent": v.to_string()}, {"CloudTrailEvent": v}]}),
+            _ => serde_json::json!([v]),
+        };
+        let bytes = serde_json::to_vec(&doc).unwrap();
+        let mut n = 0u64;
+        let (records, _) = parse_trail_bytes("fuzz.json", &bytes, &mut |_| n += 1);
+        prop_assert_eq!(records, n);
+    }
+
+    #[test]
+    fn records_never_panic(v in json_value()) {
+        let _ = parse_record(&v);
+    }
+
+    #[test]
+    fn user_agents_never_panic(s in "\\PC{0,80}", prefix in prop_oneof![Just(""), Just("aws-controllers-k8s/"), Just("aws-controller-k8s/")]) {
+        let _ = user_agent::parse(&format!("{prefix}{s}"));
+    }
+
+    #[test]
+    fn a_cut_user_agent_never_yields_a_partial_kind(cut in 0usize..UA.len()) {
+        // CloudTrail cuts at 1 KB; whatever survives, a kind is the whole kind or nothing.
+        if let Some(ua) = user_agent::parse(&UA[..cut]) {
+            prop_assert_eq!(ua.group.as_str(), "ec2.services.k8s.aws");
+            prop_assert!(ua.kind.is_none() || ua.kind.as_deref() == Some("SecurityGroup"));
+        }
     }
 
     #[test]

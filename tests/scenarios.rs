@@ -6,8 +6,10 @@ use std::path::Path;
 
 use serde_json::Value;
 
-/// Fields of `expected.json` that come from CloudTrail evidence (trail input).
-const TRAIL_FIELDS: &[&str] = &["error_events", "wrong_account_calls"];
+/// True when every field of `want` (an object) has the same value in `got`.
+fn contains(got: &Value, want: &Value) -> bool {
+    want.as_object().unwrap().iter().all(|(k, v)| &got[k] == v)
+}
 
 fn resource_key(r: &Value) -> String {
     format!(
@@ -18,8 +20,9 @@ fn resource_key(r: &Value) -> String {
     )
 }
 
-/// Runs the audit of a scenario folder and checks the ownership facts of its expected.json.
-fn check_ownership(dir: &Path) {
+/// Runs the audit of a scenario folder (its cluster, its trail files when it has them, its
+/// config) and checks every fact of its expected.json.
+fn check_scenario(dir: &Path) {
     let expected: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     let mut args = vec![
@@ -29,6 +32,11 @@ fn check_ownership(dir: &Path) {
         "--output".into(),
         "json".into(),
     ];
+    let with_trail = dir.join("cloudtrail").exists();
+    if with_trail {
+        args.push("--cloudtrail-dir".into());
+        args.push(dir.join("cloudtrail").display().to_string());
+    }
     if dir.join("config.yaml").exists() {
         args.push("--config".into());
         args.push(dir.join("config.yaml").display().to_string());
@@ -47,9 +55,6 @@ fn check_ownership(dir: &Path) {
             .find(|r| &resource_key(r) == key)
             .unwrap_or_else(|| panic!("{key} missing from the audit"));
         for (field, value) in want.as_object().unwrap() {
-            if TRAIL_FIELDS.contains(&field.as_str()) {
-                continue;
-            }
             assert_eq!(&got[field], value, "{key}: {field}");
         }
     }
@@ -59,11 +64,139 @@ fn check_ownership(dir: &Path) {
             "summary.{field}"
         );
     }
+
+    let trail = &report["cloudtrail"];
+    if !with_trail {
+        assert_eq!(trail, &Value::Null);
+        return;
+    }
+    assert_eq!(trail["parse_errors"], 0, "{}", run.stderr);
+    if let Some(n) = expected.get("cloudtrail_events") {
+        assert_eq!(&trail["events"], n, "cloudtrail.events");
+    }
+    for want in expected["cloudtrail_errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let found: Vec<&Value> = trail["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| contains(e, want))
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "cloudtrail.errors has no single {want}: {:#}",
+            trail["errors"]
+        );
+    }
+    for want in expected["cross_account_min"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let count: u64 = trail["cross_account_calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| contains(c, want))
+            .map(|c| c["count"].as_u64().unwrap())
+            .sum();
+        assert!(count >= 1, "no cross-account call like {want}");
+    }
 }
 
 #[test]
-fn seed_incident_ownership() {
-    check_ownership(&common::fixture("scenarios/seed-incident"));
+fn seed_incident() {
+    check_scenario(&common::fixture("scenarios/seed-incident"));
+}
+
+#[test]
+fn seed_pivots_count_once_per_shared_event_and_are_expected() {
+    // Each of the three AssumeRole pivots is logged in dev and in UAT with one sharedEventID.
+    let dir = common::fixture("scenarios/seed-incident");
+    let run = common::run([
+        "audit",
+        "--kube-dir",
+        dir.join("cluster").to_str().unwrap(),
+        "--cloudtrail-dir",
+        dir.join("cloudtrail").to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    let calls = run.json()["cloudtrail"]["cross_account_calls"].clone();
+    assert_eq!(
+        calls,
+        serde_json::json!([{
+            "caller_account": "178394743802", "recipient_account": "474417630776",
+            "service": "sts", "event_name": "AssumeRole", "signal": "assume_role",
+            "expected": true, "count": 3
+        }])
+    );
+}
+
+#[test]
+fn seed_window_counts_only_the_last_stretch() {
+    // The storm runs 08:00-08:57:31 at roughly one failure every 2m17s; the last 10 minutes
+    // (08:47:31-08:57:31) hold the failures at 08:50:40, 08:52:57, 08:55:14 and 08:57:31.
+    let dir = common::fixture("scenarios/seed-incident");
+    let run = common::run([
+        "audit",
+        "--kube-dir",
+        dir.join("cluster").to_str().unwrap(),
+        "--cloudtrail-dir",
+        dir.join("cloudtrail").to_str().unwrap(),
+        "--window",
+        "10m",
+        "--output",
+        "json",
+    ]);
+    let report = run.json();
+    let sg = report["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "limit-amq-to-subnet-uat")
+        .unwrap()
+        .clone();
+    assert_eq!(sg["error_events"][0]["count"], 4);
+    assert_eq!(
+        report["cloudtrail"]["window"]["end"],
+        "2024-01-05T08:57:31Z"
+    );
+    // Counters still cover the whole input.
+    assert_eq!(report["cloudtrail"]["events"], 40);
+
+    // --at moves the window: 08:00:08-08:10:08 holds 08:02:17, 08:05:34, 08:07:51, 08:10:08
+    // (08:00:00 is eight seconds too early).
+    let run = common::run([
+        "audit",
+        "--kube-dir",
+        dir.join("cluster").to_str().unwrap(),
+        "--cloudtrail-dir",
+        dir.join("cloudtrail").to_str().unwrap(),
+        "--window",
+        "10m",
+        "--at",
+        "2024-01-05T08:10:08Z",
+        "--output",
+        "json",
+    ]);
+    let report = run.json();
+    let sg = report["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "limit-amq-to-subnet-uat")
+        .unwrap()
+        .clone();
+    assert_eq!(sg["error_events"][0]["count"], 4);
+    assert_eq!(
+        report["cloudtrail"]["window"]["start"],
+        "2024-01-05T08:00:08Z"
+    );
 }
 
 #[test]
@@ -89,6 +222,6 @@ fn seed_incident_without_its_config_is_blocked_not_calling() {
 }
 
 #[test]
-fn demo_example_ownership() {
-    check_ownership(&common::root().join("examples/demo"));
+fn demo_example() {
+    check_scenario(&common::root().join("examples/demo"));
 }

@@ -38,10 +38,17 @@ pub fn parse(ua: &str) -> Option<AckUserAgent> {
     {
         return None;
     }
-    let group = if group.contains('.') {
+    // A token that runs to the end of a cut string may have lost part of its group.
+    let terminated = token_end < rest.len();
+    if !terminated && version.is_none() {
+        return None;
+    }
+    let group = if !group.contains('.') {
+        format!("{group}.services.k8s.aws")
+    } else if group.ends_with(".services.k8s.aws") {
         group.to_string()
     } else {
-        format!("{group}.services.k8s.aws")
+        return None;
     };
     let mut out = AckUserAgent {
         group,
@@ -153,6 +160,8 @@ mod tests {
             None
         );
         assert_eq!(parse("aws-controllers-k8s/"), None);
+        assert_eq!(parse("aws-controllers-k8s/ec2.services.k8"), None);
+        assert_eq!(parse("aws-controllers-k8s/ec2.example.com-1.0 (x)"), None);
         assert_eq!(parse(""), None);
     }
 }

@@ -208,7 +208,7 @@ fn cloudtrail_report(t: &TrailInput) -> CloudTrailReport {
             count: *n,
         })
         .collect();
-    unattributed_ack_events.sort_by(|a, b| b.count.cmp(&a.count));
+    unattributed_ack_events.sort_by_key(|u| std::cmp::Reverse(u.count));
     CloudTrailReport {
         files: t.files,
         events: t.tally.events,
@@ -265,7 +265,7 @@ impl AuditReport {
                         count: *n,
                     })
                     .collect();
-                list.sort_by(|a, b| b.count.cmp(&a.count));
+                list.sort_by_key(|e| std::cmp::Reverse(e.count));
                 list
             });
             let wrong_account_calls = evidence.as_ref().map(|e| {
@@ -277,7 +277,7 @@ impl AuditReport {
                         count: *n,
                     })
                     .collect();
-                list.sort_by(|a, b| b.count.cmp(&a.count));
+                list.sort_by_key(|e| std::cmp::Reverse(e.count));
                 list
             });
             resources.push(ResourceReport {

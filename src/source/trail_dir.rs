@@ -84,17 +84,15 @@ enum Item {
 
 fn read_file(path: &Path, sink: &mut dyn FnMut(TrailRecord), report: &mut TrailDirReport) {
     let file = path.display().to_string();
-    let push_error = |errors: &mut Vec<ParseError>, line: Option<usize>, message: String| {
-        errors.push(ParseError {
-            file: file.clone(),
-            line,
-            message,
-        })
+    let problem = |message: String| ParseError {
+        file: file.clone(),
+        line: None,
+        message,
     };
     let opened = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) => {
-            push_error(&mut report.errors, None, format!("cannot open: {e}"));
+            report.errors.push(problem(format!("cannot open: {e}")));
             return;
         }
     };
@@ -109,73 +107,98 @@ fn read_file(path: &Path, sink: &mut dyn FnMut(TrailRecord), report: &mut TrailD
 
     // Read into memory up to the limit (fast path); past it, parse from the stream.
     let mut buf = Vec::new();
-    let mut read_error = None;
-    match (&mut reader)
+    let read_error = (&mut reader)
         .take(IN_MEMORY_LIMIT as u64 + 1)
         .read_to_end(&mut buf)
-    {
-        Ok(_) => {}
-        Err(e) => read_error = Some(e),
-    }
-
-    let mut records_here = 0u64;
-    let mut on_item = |item: Item| match item {
-        Item::Record(pos, value) => match parse_record(&value) {
-            Ok(r) => {
-                records_here += 1;
-                sink(r);
-            }
-            Err(msg) => report.errors.push(ParseError {
-                file: file.clone(),
-                line: None,
-                message: format!("{pos}: {msg}"),
-            }),
-        },
-        Item::Problem(pos, msg) => report.errors.push(ParseError {
-            file: file.clone(),
-            line: None,
-            message: format!("{pos}: {msg}"),
-        }),
+        .err();
+    let (records, errors) = match &read_error {
+        None if buf.len() > IN_MEMORY_LIMIT => {
+            let chained = std::io::Cursor::new(buf).chain(reader);
+            parse_input(
+                &file,
+                serde_json::Deserializer::from_reader(chained),
+                sink,
+                true,
+            )
+        }
+        // After a damaged gzip stream, read what came before the damage.
+        _ => parse_input(
+            &file,
+            serde_json::Deserializer::from_slice(&buf),
+            sink,
+            read_error.is_none(),
+        ),
     };
-
-    let result = if read_error.is_none() && buf.len() > IN_MEMORY_LIMIT {
-        let chained = std::io::Cursor::new(buf).chain(reader);
-        let mut de = serde_json::Deserializer::from_reader(chained);
-        parse_shapes(&mut de, &mut on_item)
-    } else {
-        let mut de = serde_json::Deserializer::from_slice(&buf);
-        parse_shapes(&mut de, &mut on_item)
-    };
-    report.records += records_here;
-    let mut errors = Vec::new();
+    report.records += records;
+    report.errors.extend(errors);
     if let Some(e) = read_error {
         let what = if gz {
             "gzip stream is truncated or corrupt"
         } else {
             "read failed"
         };
-        push_error(
-            &mut errors,
-            None,
-            format!("{what} ({e}); the {records_here} records before the damage were read"),
-        );
-    } else {
-        match result {
-            Ok(Shape::Unknown) => push_error(
-                &mut errors,
-                None,
-                "not a CloudTrail file: no Records or Events array and not an array of records"
-                    .into(),
-            ),
-            Ok(_) => {}
-            Err(e) => push_error(
-                &mut errors,
-                Some(e.line()),
-                format!("invalid JSON (column {}): {e}", e.column()),
-            ),
-        }
+        report.errors.push(problem(format!(
+            "{what} ({e}); the {records} records before the damage were read"
+        )));
     }
-    report.errors.extend(errors);
+}
+
+/// Parses one file's (decompressed) content, handing good records to `sink`.
+/// Returns how many records were accepted and every problem met, labelled with `file`.
+pub fn parse_trail_bytes(
+    file: &str,
+    bytes: &[u8],
+    sink: &mut dyn FnMut(TrailRecord),
+) -> (u64, Vec<ParseError>) {
+    parse_input(
+        file,
+        serde_json::Deserializer::from_slice(bytes),
+        sink,
+        true,
+    )
+}
+
+/// `complete`: whether the input is whole (a damaged gzip stream ends early; its
+/// end-of-input error would only repeat the gzip error).
+fn parse_input<'de, R: serde_json::de::Read<'de>>(
+    file: &str,
+    mut de: serde_json::Deserializer<R>,
+    sink: &mut dyn FnMut(TrailRecord),
+    complete: bool,
+) -> (u64, Vec<ParseError>) {
+    let mut records = 0u64;
+    let mut errors = Vec::new();
+    let problem = |line: Option<usize>, message: String| ParseError {
+        file: file.to_string(),
+        line,
+        message,
+    };
+    let result = {
+        let mut on_item = |item: Item| match item {
+            Item::Record(pos, value) => match parse_record(&value) {
+                Ok(r) => {
+                    records += 1;
+                    sink(r);
+                }
+                Err(msg) => errors.push(problem(None, format!("{pos}: {msg}"))),
+            },
+            Item::Problem(pos, msg) => errors.push(problem(None, format!("{pos}: {msg}"))),
+        };
+        parse_shapes(&mut de, &mut on_item)
+    };
+    match result {
+        Ok(Shape::Unknown) => errors.push(problem(
+            None,
+            "not a CloudTrail file: no Records or Events array and not an array of records".into(),
+        )),
+        Ok(_) => {}
+        Err(e) if !complete && e.is_eof() => {}
+        Err(e) => errors.push(problem(
+            Some(e.line()),
+            format!("invalid JSON (column {}): {e}", e.column()),
+        )),
+    }
+    (records, errors)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
