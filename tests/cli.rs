@@ -144,3 +144,43 @@ fn check_config_on_the_demo_reads_env_gates_and_field_refs() {
     assert!(out.contains("namespace-first (from the config)"));
     assert!(!out.contains("note:"), "{out}");
 }
+
+#[test]
+fn the_storm_is_shown_next_to_the_verdict() {
+    let demo = common::root().join("examples/demo");
+    let args = |output: &str| {
+        common::run([
+            "audit",
+            "--kube-dir",
+            demo.join("cluster").to_str().unwrap(),
+            "--config",
+            demo.join("config.yaml").to_str().unwrap(),
+            "--cloudtrail-dir",
+            demo.join("cloudtrail").to_str().unwrap(),
+            "--output",
+            output,
+        ])
+    };
+    let table = args("table").stdout;
+    let row = table
+        .lines()
+        .find(|l| l.contains("amq-uat") && l.contains("calls_wrong_account"))
+        .unwrap();
+    assert!(row.trim_end().ends_with("30            30"), "{row}");
+    assert!(table.contains(
+        "CloudTrail: 30 x InvalidVpcID.NotFound in 178394743802/eu-west-2; 30 calls to account 178394743802 (expected 474417630776)."
+    ));
+    assert!(table.contains(
+        "UNEXPECTED cross-account: 178394743802 -> 555566667777 sts:AssumeRole (assume_role) x 1"
+    ));
+    assert!(
+        table.contains(
+            "unattributed ACK SecurityGroup events in 178394743802/eu-west-2: no_match x 1"
+        )
+    );
+
+    let md = args("markdown").stdout;
+    assert!(md.contains("| ERROR EVENTS | WRONG-ACCOUNT CALLS |"));
+    assert!(md.contains("**CloudTrail: 30 x InvalidVpcID.NotFound"));
+    assert!(md.contains("### CloudTrail"));
+}

@@ -331,21 +331,28 @@ impl AuditReport {
         let mut out = String::new();
         let _ = writeln!(out, "{}", self.headline());
         out.push('\n');
-        let rows: Vec<Vec<String>> = self.resources.iter().map(row).collect();
-        out.push_str(&aligned(&HEADER, &rows));
+        let with_trail = self.cloudtrail.is_some();
+        let rows: Vec<Vec<String>> = self.resources.iter().map(|r| row(r, with_trail)).collect();
+        out.push_str(&aligned(&header(with_trail), &rows));
         for r in self.resources.iter().filter(|r| !r.remediation.is_empty()) {
             let _ = writeln!(out, "\n{}/{}/{}:", r.namespace, r.kind, r.name);
+            if let Some(line) = evidence_line(r) {
+                let _ = writeln!(out, "  {line}");
+            }
             for (i, step) in r.remediation.iter().enumerate() {
                 let _ = writeln!(out, "  {}. {step}", i + 1);
             }
         }
-        if !self.cluster.input_errors.is_empty() {
-            let _ = writeln!(
-                out,
-                "\nInput problems ({}):",
-                self.cluster.input_errors.len()
-            );
-            for e in &self.cluster.input_errors {
+        if let Some(t) = &self.cloudtrail {
+            let _ = writeln!(out, "\nCloudTrail:");
+            for line in trail_lines(t) {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+        let problems = self.input_errors();
+        if !problems.is_empty() {
+            let _ = writeln!(out, "\nInput problems ({}):", problems.len());
+            for e in problems {
                 let _ = writeln!(out, "  {e}");
             }
         }
@@ -355,25 +362,42 @@ impl AuditReport {
     pub fn to_markdown(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "## ACK drift audit\n\n{}\n", self.headline());
-        let _ = writeln!(out, "| {} |", HEADER.join(" | "));
-        let _ = writeln!(out, "|{}", "---|".repeat(HEADER.len()));
+        let with_trail = self.cloudtrail.is_some();
+        let head = header(with_trail);
+        let _ = writeln!(out, "| {} |", head.join(" | "));
+        let _ = writeln!(out, "|{}", "---|".repeat(head.len()));
         for r in &self.resources {
-            let cells: Vec<String> = row(r).iter().map(|c| md_escape(c)).collect();
+            let cells: Vec<String> = row(r, with_trail).iter().map(|c| md_escape(c)).collect();
             let _ = writeln!(out, "| {} |", cells.join(" | "));
         }
         for r in self.resources.iter().filter(|r| !r.remediation.is_empty()) {
             let _ = writeln!(out, "\n### `{}/{}/{}`\n", r.namespace, r.kind, r.name);
+            if let Some(line) = evidence_line(r) {
+                let _ = writeln!(out, "**{line}**\n");
+            }
             for (i, step) in r.remediation.iter().enumerate() {
                 let _ = writeln!(out, "{}. {}", i + 1, md_commands(step));
             }
         }
-        if !self.cluster.input_errors.is_empty() {
+        if let Some(t) = &self.cloudtrail {
+            let _ = writeln!(out, "\n### CloudTrail\n");
+            for line in trail_lines(t) {
+                let _ = writeln!(out, "- {}", md_escape(&line));
+            }
+        }
+        let problems = self.input_errors();
+        if !problems.is_empty() {
             let _ = writeln!(out, "\n### Input problems\n");
-            for e in &self.cluster.input_errors {
+            for e in problems {
                 let _ = writeln!(out, "- `{e}`");
             }
         }
         out
+    }
+
+    fn input_errors(&self) -> Vec<&ParseError> {
+        let trail = self.cloudtrail.iter().flat_map(|t| t.input_errors.iter());
+        self.cluster.input_errors.iter().chain(trail).collect()
     }
 
     fn headline(&self) -> String {
@@ -385,24 +409,34 @@ impl AuditReport {
             .count();
         format!(
             "{} ACK resources: {} in the wrong account, {} in the wrong region, {} with problems; {} input problems.",
-            s.resources, s.account_drift, s.region_drift, with_problems, self.cluster.parse_errors
+            s.resources,
+            s.account_drift,
+            s.region_drift,
+            with_problems,
+            self.input_errors().len()
         )
     }
 }
 
-const HEADER: [&str; 9] = [
-    "NAMESPACE",
-    "KIND",
-    "NAME",
-    "STATUS ACCOUNT",
-    "EXPECTED ACCOUNT",
-    "REGION",
-    "DRIFT",
-    "EFFECT",
-    "PROBLEMS",
-];
+fn header(with_trail: bool) -> Vec<&'static str> {
+    let mut h = vec![
+        "NAMESPACE",
+        "KIND",
+        "NAME",
+        "STATUS ACCOUNT",
+        "EXPECTED ACCOUNT",
+        "REGION",
+        "DRIFT",
+        "EFFECT",
+        "PROBLEMS",
+    ];
+    if with_trail {
+        h.extend(["ERROR EVENTS", "WRONG-ACCOUNT CALLS"]);
+    }
+    h
+}
 
-fn row(r: &ResourceReport) -> Vec<String> {
+fn row(r: &ResourceReport, with_trail: bool) -> Vec<String> {
     let dash = || "-".to_string();
     let expected = match (&r.expected_account, r.account_source) {
         (Some(a), Some(s)) => format!("{a} ({})", s.as_str()),
@@ -423,7 +457,7 @@ fn row(r: &ResourceReport) -> Vec<String> {
         _ => "-",
     };
     let problems: Vec<&str> = r.problems.iter().map(|p| p.as_str()).collect();
-    vec![
+    let mut cells = vec![
         r.namespace.clone(),
         r.kind.clone(),
         r.name.clone(),
@@ -439,10 +473,111 @@ fn row(r: &ResourceReport) -> Vec<String> {
         } else {
             problems.join(",")
         },
-    ]
+    ];
+    if with_trail {
+        let errors: u64 = r.error_events.iter().flatten().map(|e| e.count).sum();
+        let wrong: u64 = r
+            .wrong_account_calls
+            .iter()
+            .flatten()
+            .map(|w| w.count)
+            .sum();
+        cells.push(errors.to_string());
+        cells.push(wrong.to_string());
+    }
+    cells
 }
 
-fn aligned(header: &[&str], rows: &[Vec<String>]) -> String {
+/// One sentence with a resource's CloudTrail evidence, for the remediation section.
+fn evidence_line(r: &ResourceReport) -> Option<String> {
+    let errors = r.error_events.as_ref()?;
+    let wrong = r.wrong_account_calls.as_ref()?;
+    if errors.is_empty() && wrong.is_empty() {
+        return Some("CloudTrail: no attributed calls in the window.".into());
+    }
+    let mut parts = Vec::new();
+    for e in errors {
+        parts.push(format!(
+            "{} x {} in {}/{}",
+            e.count, e.error_code, e.account, e.region
+        ));
+    }
+    for w in wrong {
+        parts.push(format!(
+            "{} calls to account {} (expected {})",
+            w.count,
+            w.account,
+            r.expected_account.as_deref().unwrap_or("?")
+        ));
+    }
+    Some(format!("CloudTrail: {}.", parts.join("; ")))
+}
+
+/// The CloudTrail summary, one line per fact, most alarming first.
+fn trail_lines(t: &CloudTrailReport) -> Vec<String> {
+    let mut out = vec![format!(
+        "{} events from {} files ({} duplicates skipped), newest {}; per-resource counts over {}.",
+        t.events,
+        t.files,
+        t.duplicates,
+        t.newest_event.as_deref().unwrap_or("-"),
+        match &t.window {
+            Some(w) => format!("{} .. {}", w.start, w.end),
+            None => "the whole input".to_string(),
+        }
+    )];
+    for c in t.cross_account_calls.iter().filter(|c| !c.expected) {
+        out.push(format!(
+            "UNEXPECTED cross-account: {} -> {} {}:{} ({}) x {}",
+            c.caller_account,
+            c.recipient_account,
+            c.service,
+            c.event_name,
+            c.signal.as_str(),
+            c.count
+        ));
+    }
+    for e in t.errors.iter().take(10) {
+        let who = if e.ack_kind.is_empty() {
+            "not ACK".to_string()
+        } else {
+            format!("ACK {}", e.ack_kind)
+        };
+        out.push(format!(
+            "error {} x {} on {}:{} in {}/{} ({who})",
+            e.error_code, e.count, e.service, e.event_name, e.account, e.region
+        ));
+    }
+    if t.errors.len() > 10 {
+        out.push(format!(
+            "... and {} more error kinds (see --output json)",
+            t.errors.len() - 10
+        ));
+    }
+    for c in t.cross_account_calls.iter().filter(|c| c.expected) {
+        out.push(format!(
+            "expected cross-account: {} -> {} {}:{} x {}",
+            c.caller_account, c.recipient_account, c.service, c.event_name, c.count
+        ));
+    }
+    for u in &t.unattributed_ack_events {
+        out.push(format!(
+            "unattributed ACK {} events in {}/{}: {} x {}",
+            if u.ack_kind.is_empty() {
+                "?"
+            } else {
+                &u.ack_kind
+            },
+            u.account,
+            u.region,
+            u.reason,
+            u.count
+        ));
+    }
+    out
+}
+
+fn aligned(header: &[&'static str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
