@@ -218,6 +218,11 @@ fn main() {
             .find_map(|l| l.strip_prefix("model name\t: "))
             .unwrap_or("unknown CPU")
     );
+    println!(
+        "peak RSS before the runs (the benchmark's own copy of {} source records): {:.0} MiB",
+        records.len(),
+        peak_rss_mib()
+    );
     run_pipeline(&quarter);
     run_pipeline(&full);
     run_jq(&full);
