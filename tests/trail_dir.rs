@@ -151,6 +151,32 @@ fn lookup_events_form(records: &[Value]) -> Value {
     serde_json::json!({"Events": events, "NextToken": null})
 }
 
+/// Copies every file below `from` into `to`, keeping the tree.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_tree(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn every_file_read_twice_counts_once() {
+    let want = truth(&real());
+    let dir = common::scratch("trail-twice");
+    copy_tree(&real(), &dir.join("first"));
+    copy_tree(&real(), &dir.join("second"));
+    let trail = audit_trail(&dir);
+    assert_eq!(trail["events"], want.events);
+    assert_eq!(trail["duplicates"], want.events);
+    assert_eq!(reported_errors(&trail), want.errors);
+}
+
 #[test]
 fn every_format_read_again_only_adds_duplicates() {
     let want = truth(&real());
