@@ -5,7 +5,9 @@
 //! pure functions, and [`output`] renders the verdicts.
 
 pub mod config;
+pub mod demo;
 pub mod evaluate;
 pub mod model;
+pub mod offline;
 pub mod output;
 pub mod source;

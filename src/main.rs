@@ -6,12 +6,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use ack_drift_exporter::config::{Config, parse_duration};
-use ack_drift_exporter::evaluate::{self, cloudtrail};
+use ack_drift_exporter::evaluate;
 use ack_drift_exporter::model::ClusterSnapshot;
 use ack_drift_exporter::model::time::parse_rfc3339;
 use ack_drift_exporter::output::audit::{AuditReport, TrailInput};
 use ack_drift_exporter::output::controllers;
-use ack_drift_exporter::source::{kube_dir, trail_dir};
+use ack_drift_exporter::source::kube_dir;
+use ack_drift_exporter::{demo, offline};
 
 /// Exit code for usage and config errors (clap uses 2 as well).
 const EXIT_USAGE: u8 = 2;
@@ -38,8 +39,11 @@ enum Command {
 #[derive(clap::Args)]
 struct AuditArgs {
     /// Folder of `kubectl get ... -o yaml|json` output, read recursively.
-    #[arg(long, value_name = "DIR")]
-    kube_dir: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "demo")]
+    kube_dir: Option<PathBuf>,
+    /// Audit the bundled demo (cluster, trail and config compiled into the binary).
+    #[arg(long, conflicts_with_all = ["kube_dir", "cloudtrail_dir", "config"])]
+    demo: bool,
     /// Folder of CloudTrail files (S3 deliveries, .json or .json.gz; arrays of records;
     /// saved `aws cloudtrail lookup-events` output), read recursively.
     #[arg(long, value_name = "DIR")]
@@ -117,52 +121,55 @@ fn load_cluster(dir: &std::path::Path) -> Result<ClusterSnapshot, ExitCode> {
 }
 
 fn audit(args: AuditArgs) -> ExitCode {
-    let config = match load_config(args.config.as_ref()) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let snapshot = match load_cluster(&args.kube_dir) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let evaluation = evaluate::evaluate(&snapshot, &config);
-    let report = match &args.cloudtrail_dir {
-        None => AuditReport::build(&snapshot, &evaluation, None),
-        Some(dir) => {
-            let mut tally = cloudtrail::TrailTally::default();
-            let read = match trail_dir::read_trail_dir(dir, &mut |r| {
-                tally.ingest(r);
-            }) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: --cloudtrail-dir {}: {e}", dir.display());
-                    return ExitCode::from(EXIT_USAGE);
-                }
-            };
-            for e in &read.errors {
-                eprintln!("warning: {e}");
-            }
-            let window = cloudtrail::window_bounds(
-                tally.newest,
-                args.at,
-                args.window.or(config.cloudtrail.window),
-            );
-            let evidence = cloudtrail::evidence(
-                &tally,
-                &snapshot,
-                &evaluation,
-                &config.cloudtrail.identifiers,
-                window,
-            );
-            let input = TrailInput {
-                tally: &tally,
-                evidence: &evidence,
-                files: read.files,
-                errors: &read.errors,
-            };
-            AuditReport::build(&snapshot, &evaluation, Some(&input))
+    let config = if args.demo {
+        Config::parse(demo::CONFIG).expect("the bundled demo config is valid")
+    } else {
+        match load_config(args.config.as_ref()) {
+            Ok(c) => c,
+            Err(code) => return code,
         }
     };
+    let (cluster, trail) = if args.demo {
+        (
+            offline::Input::Embedded(demo::CLUSTER),
+            Some(offline::Input::Embedded(demo::CLOUDTRAIL)),
+        )
+    } else {
+        let Some(dir) = &args.kube_dir else {
+            eprintln!("error: --kube-dir DIR (or --demo) is required");
+            return ExitCode::from(EXIT_USAGE);
+        };
+        (
+            offline::Input::Dir(dir),
+            args.cloudtrail_dir.as_deref().map(offline::Input::Dir),
+        )
+    };
+    let window = offline::Window {
+        length: args.window.or(config.cloudtrail.window),
+        at: args.at,
+    };
+    let loaded = match offline::load(cluster, trail, &config, window) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    for e in &loaded.snapshot.parse_errors {
+        eprintln!("warning: {e}");
+    }
+    let input = loaded.trail.as_ref().map(|t| {
+        for e in &t.errors {
+            eprintln!("warning: {e}");
+        }
+        TrailInput {
+            tally: &t.tally,
+            evidence: &t.evidence,
+            files: t.files,
+            errors: &t.errors,
+        }
+    });
+    let report = AuditReport::build(&loaded.snapshot, &loaded.evaluation, input.as_ref());
     let text = match args.output {
         Output::Table => report.to_table(),
         Output::Json => report.to_json(),

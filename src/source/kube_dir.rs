@@ -105,20 +105,31 @@ pub fn read_file(path: &Path, snapshot: &mut ClusterSnapshot) {
             return;
         }
     };
-    let text = match String::from_utf8(bytes) {
+    read_bytes(&file, &bytes, snapshot);
+}
+
+/// Reads one file's content, labelled `file` in errors; `.json` names are parsed as JSON.
+pub fn read_bytes(file: &str, bytes: &[u8], snapshot: &mut ClusterSnapshot) {
+    let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
-            snapshot
-                .parse_errors
-                .push(err(None, format!("not UTF-8 text: {e}")));
+            snapshot.parse_errors.push(ParseError {
+                file: file.to_string(),
+                line: None,
+                message: format!("not UTF-8 text: {e}"),
+            });
             return;
         }
     };
-    let is_json = path.extension().and_then(|e| e.to_str()) == Some("json");
-    for doc in parse_documents(&text, is_json) {
+    let is_json = file.ends_with(".json");
+    for doc in parse_documents(text, is_json) {
         match doc {
-            Ok(doc) => add_document(&file, doc, snapshot),
-            Err((line, message)) => snapshot.parse_errors.push(err(line, message)),
+            Ok(doc) => add_document(file, doc, snapshot),
+            Err((line, message)) => snapshot.parse_errors.push(ParseError {
+                file: file.to_string(),
+                line,
+                message,
+            }),
         }
     }
 }

@@ -143,6 +143,37 @@ fn read_file(path: &Path, sink: &mut dyn FnMut(TrailRecord), report: &mut TrailD
     }
 }
 
+/// Parses one named file held in memory (gunzipped first when the name ends in `.gz`).
+pub fn read_named(
+    file: &str,
+    raw: &[u8],
+    sink: &mut dyn FnMut(TrailRecord),
+) -> (u64, Vec<ParseError>) {
+    if !file.ends_with(".gz") {
+        return parse_trail_bytes(file, raw, sink);
+    }
+    let mut buf = Vec::new();
+    let damaged = flate2::read::MultiGzDecoder::new(raw)
+        .read_to_end(&mut buf)
+        .err();
+    let (records, mut errors) = parse_input(
+        file,
+        serde_json::Deserializer::from_slice(&buf),
+        sink,
+        damaged.is_none(),
+    );
+    if let Some(e) = damaged {
+        errors.push(ParseError {
+            file: file.to_string(),
+            line: None,
+            message: format!(
+                "gzip stream is truncated or corrupt ({e}); the {records} records before the damage were read"
+            ),
+        });
+    }
+    (records, errors)
+}
+
 /// Parses one file's (decompressed) content, handing good records to `sink`.
 /// Returns how many records were accepted and every problem met, labelled with `file`.
 pub fn parse_trail_bytes(

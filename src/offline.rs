@@ -1,0 +1,115 @@
+//! Offline inputs, read and judged in one go: what `audit` reports and `serve` exports when it
+//! runs on a cluster dump and trail files (or the bundled demo).
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::evaluate::cloudtrail::{self, TrailEvidence, TrailTally};
+use crate::evaluate::{self, Evaluation};
+use crate::model::{ClusterSnapshot, ParseError};
+use crate::source::{kube_dir, trail_dir};
+
+/// Where a cluster dump or a trail archive comes from.
+#[derive(Clone, Copy)]
+pub enum Input<'a> {
+    Dir(&'a Path),
+    /// Named files held in memory (the bundled demo).
+    Embedded(&'a [(&'static str, &'static [u8])]),
+}
+
+/// What the trail input gave.
+pub struct TrailState {
+    pub tally: TrailTally,
+    pub evidence: TrailEvidence,
+    pub files: usize,
+    pub errors: Vec<ParseError>,
+}
+
+pub struct Offline {
+    pub snapshot: ClusterSnapshot,
+    pub evaluation: Evaluation,
+    pub trail: Option<TrailState>,
+}
+
+/// Per-resource window settings: its length (`None`: the whole input) and its end (`None`:
+/// the newest event).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Window {
+    pub length: Option<Duration>,
+    pub at: Option<i64>,
+}
+
+pub fn read_cluster(input: Input) -> Result<ClusterSnapshot, String> {
+    match input {
+        Input::Dir(dir) => {
+            kube_dir::read_kube_dir(dir).map_err(|e| format!("--kube-dir {}: {e}", dir.display()))
+        }
+        Input::Embedded(files) => {
+            let mut s = ClusterSnapshot::default();
+            for (name, bytes) in files {
+                kube_dir::read_bytes(&format!("demo:{name}"), bytes, &mut s);
+            }
+            s.normalize();
+            Ok(s)
+        }
+    }
+}
+
+fn read_trail(input: Input, tally: &mut TrailTally) -> Result<(usize, Vec<ParseError>), String> {
+    match input {
+        Input::Dir(dir) => trail_dir::read_trail_dir(dir, &mut |r| {
+            tally.ingest(r);
+        })
+        .map(|r| (r.files, r.errors))
+        .map_err(|e| format!("--cloudtrail-dir {}: {e}", dir.display())),
+        Input::Embedded(files) => {
+            let mut errors = Vec::new();
+            for (name, bytes) in files {
+                let (_, e) = trail_dir::read_named(&format!("demo:{name}"), bytes, &mut |r| {
+                    tally.ingest(r);
+                });
+                errors.extend(e);
+            }
+            Ok((files.len(), errors))
+        }
+    }
+}
+
+/// Reads everything, then evaluates. Errors name the input that could not be read at all;
+/// problems inside the input are in the snapshot's and the trail state's error lists.
+pub fn load(
+    cluster: Input,
+    trail: Option<Input>,
+    config: &Config,
+    window: Window,
+) -> Result<Offline, String> {
+    let snapshot = read_cluster(cluster)?;
+    let evaluation = evaluate::evaluate(&snapshot, config);
+    let trail = match trail {
+        None => None,
+        Some(input) => {
+            let mut tally = TrailTally::default();
+            let (files, errors) = read_trail(input, &mut tally)?;
+            let bounds = cloudtrail::window_bounds(tally.newest, window.at, window.length);
+            let evidence = cloudtrail::evidence(
+                &tally,
+                &snapshot,
+                &evaluation,
+                &config.cloudtrail.identifiers,
+                bounds,
+            );
+            Some(TrailState {
+                tally,
+                evidence,
+                files,
+                errors,
+            })
+        }
+    };
+    Ok(Offline {
+        snapshot,
+        evaluation,
+        trail,
+    })
+}
