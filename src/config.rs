@@ -18,10 +18,20 @@ pub struct Config {
     pub kube: KubeConfig,
     #[serde(default)]
     pub cloudtrail: CloudTrailConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Leave out per-resource series whose value is 0 (for very large estates).
+    #[serde(default)]
+    pub omit_zero_series: bool,
 }
 
 /// How the controller treats a status account that differs from its target (DESIGN §2).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, Hash)]
 #[serde(rename_all = "kebab-case")]
 pub enum Runtime {
     /// runtime < v0.37: the status account wins over the namespace annotation.

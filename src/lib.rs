@@ -7,7 +7,9 @@
 pub mod config;
 pub mod demo;
 pub mod evaluate;
+pub mod exporter;
 pub mod model;
 pub mod offline;
 pub mod output;
 pub mod source;
+pub mod telemetry;

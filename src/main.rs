@@ -12,7 +12,7 @@ use ack_drift_exporter::model::time::parse_rfc3339;
 use ack_drift_exporter::output::audit::{AuditReport, TrailInput};
 use ack_drift_exporter::output::controllers;
 use ack_drift_exporter::source::kube_dir;
-use ack_drift_exporter::{demo, offline};
+use ack_drift_exporter::{demo, exporter, offline};
 
 /// Exit code for usage and config errors (clap uses 2 as well).
 const EXIT_USAGE: u8 = 2;
@@ -30,6 +30,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The Prometheus exporter: /metrics, /healthz, /readyz and a landing page on /.
+    Serve(ServeArgs),
     /// One-shot report; exit code 1 when any resource drifts, 2 on usage or config errors.
     Audit(AuditArgs),
     /// Validate a config file and show what each controller's settings resolve to.
@@ -68,6 +70,39 @@ fn parse_time(s: &str) -> Result<i64, String> {
 }
 
 #[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on ([HOST]:PORT).
+    #[arg(
+        long = "web.listen-address",
+        value_name = "ADDRESS",
+        default_value = ":9754"
+    )]
+    listen_address: String,
+    /// Path under which to expose metrics.
+    #[arg(
+        long = "web.telemetry-path",
+        value_name = "PATH",
+        default_value = "/metrics"
+    )]
+    telemetry_path: String,
+    /// Serve the bundled demo (cluster, trail and config compiled into the binary).
+    #[arg(long, conflicts_with_all = ["kube_dir", "cloudtrail_dir", "config"])]
+    demo: bool,
+    /// Folder of `kubectl get ... -o yaml|json` output, read recursively.
+    #[arg(long, value_name = "DIR", required_unless_present = "demo")]
+    kube_dir: Option<PathBuf>,
+    /// Folder of CloudTrail files, read recursively.
+    #[arg(long, value_name = "DIR")]
+    cloudtrail_dir: Option<PathBuf>,
+    /// End of the per-resource window for trail files (RFC 3339); default: the newest event.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    at: Option<i64>,
+    /// Config file (YAML).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
 struct CheckConfigArgs {
     /// Config file (YAML) to validate.
     #[arg(long, value_name = "FILE")]
@@ -85,15 +120,22 @@ enum Output {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The exporter logs what it does; the one-shot commands only warn.
+    let default_level = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .init();
-    let cli = Cli::parse();
     match cli.command {
+        Command::Serve(a) => serve(a),
         Command::Audit(a) => audit(a),
         Command::CheckConfig(a) => check_config(a),
     }
@@ -118,6 +160,53 @@ fn load_cluster(dir: &std::path::Path) -> Result<ClusterSnapshot, ExitCode> {
         eprintln!("warning: {e}");
     }
     Ok(snapshot)
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let config = if args.demo {
+        Config::parse(demo::CONFIG).expect("the bundled demo config is valid")
+    } else {
+        match load_config(args.config.as_ref()) {
+            Ok(c) => c,
+            Err(code) => return code,
+        }
+    };
+    let sources = match (args.demo, args.kube_dir) {
+        (true, _) => exporter::Sources::Demo,
+        (false, Some(kube_dir)) => exporter::Sources::Offline {
+            kube_dir,
+            cloudtrail_dir: args.cloudtrail_dir,
+        },
+        (false, None) => {
+            eprintln!("error: --kube-dir DIR (or --demo) is required");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = exporter::ServeOptions {
+        listen_address: args.listen_address,
+        telemetry_path: args.telemetry_path,
+        sources,
+        config,
+        at: args.at,
+    };
+    match runtime.block_on(exporter::run(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
 }
 
 fn audit(args: AuditArgs) -> ExitCode {

@@ -224,7 +224,7 @@ impl TrailTally {
 }
 
 /// Per-resource evidence.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ResourceEvidence {
     /// (account, region, error code) → events.
     pub error_events: BTreeMap<(String, String, String), u64>,

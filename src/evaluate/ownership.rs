@@ -10,7 +10,7 @@ use super::role_selector;
 use crate::config::Runtime;
 use crate::model::{ACCOUNT_MAP, AckResource, ClusterSnapshot, Namespace, TEAM_MAP, arn_account};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum AccountSource {
     IamRoleSelector,
@@ -19,7 +19,7 @@ pub enum AccountSource {
     ControllerDefault,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum RegionSource {
     ResourceAnnotation,
@@ -38,7 +38,7 @@ pub enum Problem {
     Terminal,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum Effect {
     /// The controller keeps calling an account other than the target.
@@ -86,7 +86,7 @@ label_values!(Effect {
 });
 
 /// The verdict on one resource.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Hash)]
 pub struct Ownership {
     pub status_account: Option<String>,
     pub status_region: Option<String>,

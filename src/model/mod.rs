@@ -79,7 +79,7 @@ pub fn ack_service_of_group(group: &str) -> Option<&str> {
 }
 
 /// One entry of `status.conditions`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Condition {
     pub type_: String,
     pub status: String,
@@ -89,7 +89,7 @@ pub struct Condition {
 }
 
 /// `status.ackResourceMetadata`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct AckMetadata {
     pub arn: Option<String>,
     pub owner_account_id: Option<String>,
@@ -97,7 +97,7 @@ pub struct AckMetadata {
 }
 
 /// An ACK custom resource, reduced to what ownership and attribution need.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct AckResource {
     pub gvk: Gvk,
     pub namespace: String,
@@ -114,14 +114,14 @@ pub struct AckResource {
 }
 
 /// Where an identifier candidate sits in the CR.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Section {
     Spec,
     Status,
 }
 
 /// One top-level string field of a CR's spec or status.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IdField {
     pub section: Section,
     pub field: String,
@@ -165,6 +165,8 @@ pub struct ClusterSnapshot {
     pub service_accounts: Vec<ServiceAccount>,
     /// Objects read, of any kind (including ones evaluation ignores).
     pub objects: usize,
+    /// Objects read per (group, kind).
+    pub object_kinds: BTreeMap<(String, String), usize>,
     pub parse_errors: Vec<ParseError>,
 }
 

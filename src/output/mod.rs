@@ -2,3 +2,6 @@
 
 pub mod audit;
 pub mod controllers;
+pub mod metrics;
+pub mod page;
+pub mod web;

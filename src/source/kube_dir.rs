@@ -304,6 +304,16 @@ fn add_value(file: &str, line: usize, path: &str, value: &Value, snapshot: &mut 
 
 fn add_object(file: &str, line: usize, path: &str, value: &Value, snapshot: &mut ClusterSnapshot) {
     snapshot.objects += 1;
+    if let (Some(api), Some(kind)) = (
+        value.get("apiVersion").and_then(Value::as_str),
+        value.get("kind").and_then(Value::as_str),
+    ) {
+        let (group, _) = object::split_api_version(api);
+        *snapshot
+            .object_kinds
+            .entry((group.to_string(), kind.to_string()))
+            .or_default() += 1;
+    }
     let classified = object::classify(value);
     for message in classified.errors {
         let message = if path.is_empty() {

@@ -1,0 +1,266 @@
+//! `serve`: read the sources, publish what evaluation says, answer scrapes until SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::config::{Config, DEFAULT_WINDOW};
+use crate::offline::{self, Input, Offline, Window};
+use crate::output::audit::{AuditReport, TrailInput};
+use crate::output::metrics::{Options, ResourceCache, ResourceInput, TrailMetrics};
+use crate::output::page;
+use crate::output::web::{self, AppState, Published, SHUTDOWN_GRACE};
+use crate::telemetry::{self, Telemetry, label};
+
+/// Where `serve` reads from.
+pub enum Sources {
+    /// The bundled demo, compiled into the binary.
+    Demo,
+    Offline {
+        kube_dir: PathBuf,
+        cloudtrail_dir: Option<PathBuf>,
+    },
+}
+
+pub struct ServeOptions {
+    pub listen_address: String,
+    pub telemetry_path: String,
+    pub sources: Sources,
+    pub config: Config,
+    /// End of the per-resource window for offline trail input (default: the newest event).
+    pub at: Option<i64>,
+}
+
+/// `:9754` (every interface), `0.0.0.0:9754`, `127.0.0.1:9754`, `[::1]:9754`.
+pub fn parse_listen_address(s: &str) -> Result<SocketAddr, String> {
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    full.parse()
+        .map_err(|_| format!("--web.listen-address {s:?}: expected [HOST]:PORT, e.g. :9754"))
+}
+
+/// Turns an offline read into what scrapes and page views see, and the health gauges.
+pub fn publish(state: &AppState, loaded: &Offline, config: &Config, cache: &mut ResourceCache) {
+    let versions: std::collections::HashMap<&str, &str> = loaded
+        .evaluation
+        .controllers
+        .iter()
+        .filter_map(|c| Some((c.deployment.as_deref()?, c.version.as_deref()?)))
+        .collect();
+    let inputs = loaded.evaluation.resources.iter().map(|v| ResourceInput {
+        resource: &loaded.snapshot.resources[v.index],
+        ownership: &v.ownership,
+        evidence: loaded
+            .trail
+            .as_ref()
+            .and_then(|t| t.evidence.resources.get(&v.index)),
+        controller_version: v
+            .ownership
+            .controller
+            .as_deref()
+            .and_then(|d| versions.get(d).copied()),
+    });
+    let window_seconds = config.cloudtrail.window.unwrap_or(DEFAULT_WINDOW).as_secs();
+    let trail_metrics = loaded.trail.as_ref().map(|t| TrailMetrics {
+        tally: &t.tally,
+        evidence: &t.evidence,
+        window_seconds,
+    });
+    let options = Options {
+        omit_zero_series: config.metrics.omit_zero_series,
+    };
+    let exposition = cache.prepare(inputs, trail_metrics.as_ref(), options);
+
+    let trail_input = loaded.trail.as_ref().map(|t| TrailInput {
+        tally: &t.tally,
+        evidence: &t.evidence,
+        files: t.files,
+        errors: &t.errors,
+    });
+    let report = AuditReport::build(&loaded.snapshot, &loaded.evaluation, trail_input.as_ref());
+    let page = page::render(&report, &state.telemetry_path);
+    state
+        .published
+        .store(Arc::new(Published { exposition, page }));
+}
+
+/// Health gauges for an offline read (done once, so counters are simply raised to the totals).
+fn record_health(t: &Telemetry, loaded: &Offline) {
+    t.source_up
+        .get_or_create(&label("source", "kube_dir"))
+        .set(1);
+    t.parse_errors
+        .get_or_create(&label("source", "kube_dir"))
+        .inc_by(loaded.snapshot.parse_errors.len() as u64);
+    for ((group, kind), n) in &loaded.snapshot.object_kinds {
+        t.kube_objects
+            .get_or_create(&vec![
+                ("group".to_string(), group.clone()),
+                ("kind".to_string(), kind.clone()),
+            ])
+            .set(*n as i64);
+    }
+    if let Some(trail) = &loaded.trail {
+        t.source_up
+            .get_or_create(&label("source", "cloudtrail_dir"))
+            .set(1);
+        t.parse_errors
+            .get_or_create(&label("source", "cloudtrail_dir"))
+            .inc_by(trail.errors.len() as u64);
+        t.duplicates.inc_by(trail.tally.duplicates);
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!("cannot listen for SIGTERM: {e}");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+pub async fn run(opts: ServeOptions) -> Result<(), String> {
+    let addr = parse_listen_address(&opts.listen_address)?;
+    if let Sources::Offline {
+        kube_dir,
+        cloudtrail_dir,
+    } = &opts.sources
+    {
+        for (flag, dir) in [
+            ("--kube-dir", Some(kube_dir)),
+            ("--cloudtrail-dir", cloudtrail_dir.as_ref()),
+        ] {
+            if let Some(dir) = dir
+                && !dir.is_dir()
+            {
+                return Err(format!("{flag} {}: not a readable folder", dir.display()));
+            }
+        }
+    }
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("--web.listen-address {addr}: {e}"))?;
+    let state = Arc::new(AppState::new(
+        Telemetry::new(telemetry::VERSION, telemetry::REVISION),
+        &opts.telemetry_path,
+    ));
+    info!(address = %listener.local_addr().map_or(addr, |a| a), "listening");
+
+    // Read the sources in the background: /healthz answers at once, /readyz after the read.
+    let loader_state = state.clone();
+    let ServeOptions {
+        sources,
+        config,
+        at,
+        ..
+    } = opts;
+    let loader = tokio::task::spawn_blocking(move || {
+        let window = Window {
+            length: Some(config.cloudtrail.window.unwrap_or(DEFAULT_WINDOW)),
+            at,
+        };
+        let loaded = match &sources {
+            Sources::Demo => offline::load(
+                Input::Embedded(crate::demo::CLUSTER),
+                Some(Input::Embedded(crate::demo::CLOUDTRAIL)),
+                &config,
+                window,
+            ),
+            Sources::Offline {
+                kube_dir,
+                cloudtrail_dir,
+            } => offline::load(
+                Input::Dir(kube_dir),
+                cloudtrail_dir.as_deref().map(Input::Dir),
+                &config,
+                window,
+            ),
+        };
+        match loaded {
+            Ok(loaded) => {
+                for e in loaded
+                    .snapshot
+                    .parse_errors
+                    .iter()
+                    .chain(loaded.trail.iter().flat_map(|t| t.errors.iter()))
+                {
+                    warn!("{e}");
+                }
+                record_health(&loader_state.telemetry, &loaded);
+                let mut cache = ResourceCache::default();
+                publish(&loader_state, &loaded, &config, &mut cache);
+                loader_state.ready.store(true, Ordering::Release);
+                info!(
+                    resources = loaded.evaluation.resources.len(),
+                    "sources read; ready"
+                );
+            }
+            Err(e) => {
+                warn!("{e}");
+                loader_state
+                    .telemetry
+                    .source_up
+                    .get_or_create(&label("source", "kube_dir"))
+                    .set(0);
+            }
+        }
+    });
+
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(c) => c,
+                    Err(e) => {
+                        warn!("accept: {e}");
+                        continue;
+                    }
+                };
+                let state = state.clone();
+                let conn = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service_fn(move |req| web::handle(state.clone(), req)));
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    info!("shutting down");
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(SHUTDOWN_GRACE) => warn!("connections still open after {SHUTDOWN_GRACE:?}; closing"),
+    }
+    loader.abort();
+    Ok(())
+}

@@ -1,0 +1,761 @@
+//! The `/metrics` contract (DESIGN §6): every family the exporter serves, and the rendering
+//! of the resource and CloudTrail families into text *before* any scrape.
+//!
+//! Per-resource lines are rendered when a resource's inputs change (see [`ResourceCache`]);
+//! a scrape only copies prepared text. The exporter's own health families live in
+//! [`crate::telemetry`] (prometheus-client) and are encoded at scrape time: they are few.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
+
+use crate::evaluate::Ownership;
+use crate::evaluate::cloudtrail::{ResourceEvidence, TrailEvidence, TrailTally};
+use crate::model::AckResource;
+use crate::model::time::parse_rfc3339;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Gauge,
+    Counter,
+    Info,
+}
+
+/// One metric family, by its sample name as it appears on `/metrics`.
+#[derive(Debug)]
+pub struct Family {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+    pub labels: &'static [&'static str],
+    /// Served only with a live source (Kubernetes watch or LookupEvents polling).
+    pub live_only: bool,
+}
+
+macro_rules! family {
+    ($id:ident, $name:literal, $kind:ident, $help:literal, [$($l:literal),*]) => {
+        family!($id, $name, $kind, $help, [$($l),*], false);
+    };
+    ($id:ident, $name:literal, $kind:ident, $help:literal, [$($l:literal),*], $live:literal) => {
+        pub const $id: Family = Family {
+            name: $name,
+            kind: Kind::$kind,
+            help: $help,
+            labels: &[$($l),*],
+            live_only: $live,
+        };
+    };
+}
+
+family!(
+    RESOURCE_INFO,
+    "ack_drift_resource_info",
+    Info,
+    "ACK resource and what its status records (value always 1).",
+    [
+        "group",
+        "kind",
+        "namespace",
+        "name",
+        "status_account",
+        "status_region",
+        "arn_account",
+        "controller_version"
+    ]
+);
+family!(
+    RESOURCE_ACCOUNT_DRIFT,
+    "ack_drift_resource_account_drift",
+    Gauge,
+    "1 when status.ackResourceMetadata.ownerAccountID differs from the account the controller targets; effect says what the controller does about it.",
+    [
+        "group",
+        "kind",
+        "namespace",
+        "name",
+        "status_account",
+        "expected_account",
+        "account_source",
+        "effect"
+    ]
+);
+family!(
+    RESOURCE_REGION_DRIFT,
+    "ack_drift_resource_region_drift",
+    Gauge,
+    "1 when status.ackResourceMetadata.region differs from the region the controller targets.",
+    [
+        "group",
+        "kind",
+        "namespace",
+        "name",
+        "status_region",
+        "expected_region",
+        "region_source"
+    ]
+);
+family!(
+    RESOURCE_PROBLEM,
+    "ack_drift_resource_problem",
+    Gauge,
+    "1 for each problem present on the resource (role_unavailable, selector_conflict, arn_account_mismatch, unresolved, not_synced, terminal).",
+    ["group", "kind", "namespace", "name", "problem"]
+);
+family!(
+    RESOURCE_CONDITION,
+    "ack_drift_resource_condition",
+    Gauge,
+    "1 for each status condition of the resource, labelled with its current status.",
+    ["group", "kind", "namespace", "name", "condition", "status"]
+);
+family!(
+    RESOURCE_CONDITION_TRANSITION,
+    "ack_drift_resource_condition_last_transition_timestamp_seconds",
+    Gauge,
+    "lastTransitionTime of each status condition, in seconds since the epoch.",
+    ["group", "kind", "namespace", "name", "condition"]
+);
+family!(
+    RESOURCE_ERROR_EVENTS,
+    "ack_drift_resource_error_events",
+    Gauge,
+    "CloudTrail error events attributed to the resource within the sliding window (ack_drift_cloudtrail_window_seconds), by called account, region and error code.",
+    [
+        "group",
+        "kind",
+        "namespace",
+        "name",
+        "account",
+        "region",
+        "error_code"
+    ]
+);
+family!(
+    RESOURCE_WRONG_ACCOUNT_CALLS,
+    "ack_drift_resource_wrong_account_calls",
+    Gauge,
+    "CloudTrail calls attributed to the resource that landed in another account than the expected one, within the sliding window.",
+    [
+        "group",
+        "kind",
+        "namespace",
+        "name",
+        "called_account",
+        "expected_account"
+    ]
+);
+family!(
+    RESOURCES,
+    "ack_drift_resources",
+    Gauge,
+    "ACK resources per group, kind and namespace.",
+    ["group", "kind", "namespace"]
+);
+
+family!(
+    CLOUDTRAIL_EVENTS,
+    "ack_drift_cloudtrail_events_total",
+    Counter,
+    "Distinct CloudTrail events read (by eventID); ack_kind is the CRDKind of ACK callers, empty for others.",
+    ["account", "region", "service", "ack_kind"]
+);
+family!(
+    CLOUDTRAIL_ERRORS,
+    "ack_drift_cloudtrail_errors_total",
+    Counter,
+    "Distinct CloudTrail events with an errorCode (EC2's Client./Server. prefix stripped).",
+    [
+        "account",
+        "region",
+        "service",
+        "event_name",
+        "error_code",
+        "ack_kind"
+    ]
+);
+family!(
+    CLOUDTRAIL_CROSS_ACCOUNT,
+    "ack_drift_cloudtrail_cross_account_calls_total",
+    Counter,
+    "Calls crossing AWS accounts, one per pivot even when logged in both accounts; expected is true when a controller's CARM maps, team maps or IAMRoleSelectors name the assumed role.",
+    [
+        "caller_account",
+        "recipient_account",
+        "service",
+        "event_name",
+        "signal",
+        "expected"
+    ]
+);
+family!(
+    CLOUDTRAIL_UNATTRIBUTED,
+    "ack_drift_cloudtrail_unattributed_ack_events_total",
+    Counter,
+    "ACK-originated events not tied to exactly one resource, by reason (no_match, ambiguous, no_kind).",
+    ["account", "region", "ack_kind", "reason"]
+);
+family!(
+    CLOUDTRAIL_WINDOW,
+    "ack_drift_cloudtrail_window_seconds",
+    Gauge,
+    "Length of the sliding window the per-resource CloudTrail gauges cover.",
+    []
+);
+
+family!(
+    EXPORTER_BUILD_INFO,
+    "ack_drift_exporter_build_info",
+    Info,
+    "Version and git revision of the running exporter (value always 1).",
+    ["version", "revision"]
+);
+family!(
+    EXPORTER_SOURCE_UP,
+    "ack_drift_exporter_source_up",
+    Gauge,
+    "1 when the source's last read or poll succeeded.",
+    ["source"]
+);
+family!(
+    EXPORTER_KUBE_WATCH_RESTARTS,
+    "ack_drift_exporter_kube_watch_restarts_total",
+    Counter,
+    "Kubernetes watch restarts (errors, 410 Gone re-lists), by watched resource.",
+    ["resource"],
+    true
+);
+family!(
+    EXPORTER_KUBE_OBJECTS,
+    "ack_drift_exporter_kube_objects",
+    Gauge,
+    "Kubernetes objects held in the snapshot, by group and kind (cached, not a live count).",
+    ["group", "kind"]
+);
+family!(
+    EXPORTER_CLOUDTRAIL_REQUESTS,
+    "ack_drift_exporter_cloudtrail_requests_total",
+    Counter,
+    "Requests sent to CloudTrail, by account, region and API.",
+    ["account", "region", "api"],
+    true
+);
+family!(
+    EXPORTER_CLOUDTRAIL_REQUEST_ERRORS,
+    "ack_drift_exporter_cloudtrail_request_errors_total",
+    Counter,
+    "Failed CloudTrail requests, by account, region, API and error code.",
+    ["account", "region", "api", "code"],
+    true
+);
+family!(
+    EXPORTER_CLOUDTRAIL_LAST_SUCCESS,
+    "ack_drift_exporter_cloudtrail_last_success_timestamp_seconds",
+    Gauge,
+    "Time of the last successful CloudTrail poll per account and region.",
+    ["account", "region"],
+    true
+);
+family!(
+    EXPORTER_CLOUDTRAIL_LAG,
+    "ack_drift_exporter_cloudtrail_lag_seconds",
+    Gauge,
+    "Age of the newest event seen per account and region at the last poll.",
+    ["account", "region"],
+    true
+);
+family!(
+    EXPORTER_DUPLICATES,
+    "ack_drift_exporter_cloudtrail_duplicate_events_total",
+    Counter,
+    "CloudTrail records whose eventID had already been counted.",
+    []
+);
+family!(
+    EXPORTER_PARSE_ERRORS,
+    "ack_drift_exporter_parse_errors_total",
+    Counter,
+    "Input problems met, by source (kube_dir, cloudtrail_dir, lookup_events).",
+    ["source"]
+);
+family!(
+    EXPORTER_SCRAPE_DURATION,
+    "ack_drift_exporter_scrape_duration_seconds",
+    Gauge,
+    "Time the previous scrape of this endpoint took to render.",
+    []
+);
+
+/// Per-resource families, in exposition order.
+pub const RESOURCE_FAMILIES: [&Family; 8] = [
+    &RESOURCE_INFO,
+    &RESOURCE_ACCOUNT_DRIFT,
+    &RESOURCE_REGION_DRIFT,
+    &RESOURCE_PROBLEM,
+    &RESOURCE_CONDITION,
+    &RESOURCE_CONDITION_TRANSITION,
+    &RESOURCE_ERROR_EVENTS,
+    &RESOURCE_WRONG_ACCOUNT_CALLS,
+];
+
+/// Every family the exporter can serve, in exposition order.
+pub const ALL: [&Family; 25] = [
+    &RESOURCE_INFO,
+    &RESOURCE_ACCOUNT_DRIFT,
+    &RESOURCE_REGION_DRIFT,
+    &RESOURCE_PROBLEM,
+    &RESOURCE_CONDITION,
+    &RESOURCE_CONDITION_TRANSITION,
+    &RESOURCE_ERROR_EVENTS,
+    &RESOURCE_WRONG_ACCOUNT_CALLS,
+    &RESOURCES,
+    &CLOUDTRAIL_EVENTS,
+    &CLOUDTRAIL_ERRORS,
+    &CLOUDTRAIL_CROSS_ACCOUNT,
+    &CLOUDTRAIL_UNATTRIBUTED,
+    &CLOUDTRAIL_WINDOW,
+    &EXPORTER_BUILD_INFO,
+    &EXPORTER_SOURCE_UP,
+    &EXPORTER_KUBE_WATCH_RESTARTS,
+    &EXPORTER_KUBE_OBJECTS,
+    &EXPORTER_CLOUDTRAIL_REQUESTS,
+    &EXPORTER_CLOUDTRAIL_REQUEST_ERRORS,
+    &EXPORTER_CLOUDTRAIL_LAST_SUCCESS,
+    &EXPORTER_CLOUDTRAIL_LAG,
+    &EXPORTER_DUPLICATES,
+    &EXPORTER_PARSE_ERRORS,
+    &EXPORTER_SCRAPE_DURATION,
+];
+
+/// The two exposition formats, chosen by the scrape's `Accept` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    OpenMetrics,
+    Text,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+
+    /// OpenMetrics when the scraper asks for it (Prometheus does by default), else text.
+    pub fn from_accept(accept: Option<&str>) -> Format {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Text,
+        }
+    }
+}
+
+impl Family {
+    /// The name in `# HELP`/`# TYPE`: OpenMetrics names counters and infos without their
+    /// `_total`/`_info` suffix; the text format names every family by its samples.
+    pub fn header_name(&self, format: Format) -> &'static str {
+        match (format, self.kind) {
+            (Format::OpenMetrics, Kind::Counter) => {
+                self.name.strip_suffix("_total").unwrap_or(self.name)
+            }
+            (Format::OpenMetrics, Kind::Info) => {
+                self.name.strip_suffix("_info").unwrap_or(self.name)
+            }
+            _ => self.name,
+        }
+    }
+
+    pub fn type_name(&self, format: Format) -> &'static str {
+        match (format, self.kind) {
+            (_, Kind::Counter) => "counter",
+            (Format::OpenMetrics, Kind::Info) => "info",
+            _ => "gauge",
+        }
+    }
+
+    pub fn write_header(&self, format: Format, out: &mut String) {
+        let name = self.header_name(format);
+        let _ = writeln!(out, "# HELP {name} {}", self.help);
+        let _ = writeln!(out, "# TYPE {name} {}", self.type_name(format));
+    }
+}
+
+/// Writes a label value with the exposition escapes (`\\`, `\"`, `\n`).
+fn escape_into(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Writes one sample line. `labels` must follow the family's label order.
+fn sample(out: &mut String, family: &Family, labels: &[&str], value: impl std::fmt::Display) {
+    debug_assert_eq!(labels.len(), family.labels.len(), "{}", family.name);
+    out.push_str(family.name);
+    if !labels.is_empty() {
+        out.push('{');
+        for (i, (k, v)) in family.labels.iter().zip(labels).enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(k);
+            out.push_str("=\"");
+            escape_into(out, v);
+            out.push('"');
+        }
+        out.push('}');
+    }
+    let _ = writeln!(out, " {value}");
+}
+
+/// Exposition options from the config.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Options {
+    /// Leave out per-resource series whose value is 0 (drift gauges of healthy resources).
+    pub omit_zero_series: bool,
+}
+
+/// Everything a resource's lines depend on.
+pub struct ResourceInput<'a> {
+    pub resource: &'a AckResource,
+    pub ownership: &'a Ownership,
+    pub evidence: Option<&'a ResourceEvidence>,
+    pub controller_version: Option<&'a str>,
+}
+
+impl ResourceInput<'_> {
+    fn fingerprint(&self, options: Options) -> u64 {
+        let mut h = DefaultHasher::new();
+        self.resource.hash(&mut h);
+        self.ownership.hash(&mut h);
+        self.evidence.hash(&mut h);
+        self.controller_version.hash(&mut h);
+        options.hash(&mut h);
+        h.finish()
+    }
+
+    /// One chunk of sample lines per family of [`RESOURCE_FAMILIES`].
+    pub fn render(&self, options: Options) -> [String; 8] {
+        let r = self.resource;
+        let o = self.ownership;
+        let id = [
+            r.gvk.group.as_str(),
+            r.gvk.kind.as_str(),
+            r.namespace.as_str(),
+            r.name.as_str(),
+        ];
+        let s = |v: &Option<String>| v.as_deref().unwrap_or("").to_string();
+        let mut out: [String; 8] = Default::default();
+
+        let info = [
+            s(&o.status_account),
+            s(&o.status_region),
+            s(&o.arn_account),
+            self.controller_version.unwrap_or("").to_string(),
+        ];
+        sample(&mut out[0], &RESOURCE_INFO, &with(&id, &info), 1);
+
+        if o.account_drift || !options.omit_zero_series {
+            let labels = [
+                s(&o.status_account),
+                s(&o.expected_account),
+                o.account_source.map_or("", |x| x.as_str()).to_string(),
+                o.effect.map_or("", |x| x.as_str()).to_string(),
+            ];
+            sample(
+                &mut out[1],
+                &RESOURCE_ACCOUNT_DRIFT,
+                &with(&id, &labels),
+                u8::from(o.account_drift),
+            );
+        }
+        if o.region_drift || !options.omit_zero_series {
+            let labels = [
+                s(&o.status_region),
+                s(&o.expected_region),
+                o.region_source.map_or("", |x| x.as_str()).to_string(),
+            ];
+            sample(
+                &mut out[2],
+                &RESOURCE_REGION_DRIFT,
+                &with(&id, &labels),
+                u8::from(o.region_drift),
+            );
+        }
+        for p in &o.problems {
+            sample(
+                &mut out[3],
+                &RESOURCE_PROBLEM,
+                &with(&id, &[p.as_str().to_string()]),
+                1,
+            );
+        }
+        for c in &r.conditions {
+            sample(
+                &mut out[4],
+                &RESOURCE_CONDITION,
+                &with(&id, &[c.type_.clone(), c.status.clone()]),
+                1,
+            );
+            if let Some(t) = c.last_transition_time.as_deref().and_then(parse_rfc3339) {
+                sample(
+                    &mut out[5],
+                    &RESOURCE_CONDITION_TRANSITION,
+                    &with(&id, std::slice::from_ref(&c.type_)),
+                    t,
+                );
+            }
+        }
+        if let Some(ev) = self.evidence {
+            for ((account, region, code), n) in &ev.error_events {
+                sample(
+                    &mut out[6],
+                    &RESOURCE_ERROR_EVENTS,
+                    &with(&id, &[account.clone(), region.clone(), code.clone()]),
+                    n,
+                );
+            }
+            for (account, n) in &ev.wrong_account_calls {
+                sample(
+                    &mut out[7],
+                    &RESOURCE_WRONG_ACCOUNT_CALLS,
+                    &with(&id, &[account.clone(), s(&o.expected_account)]),
+                    n,
+                );
+            }
+        }
+        out
+    }
+}
+
+fn with<'a>(id: &[&'a str; 4], rest: &'a [String]) -> Vec<&'a str> {
+    id.iter()
+        .copied()
+        .chain(rest.iter().map(String::as_str))
+        .collect()
+}
+
+/// Per-resource rendered lines, kept between snapshots: a resource is rendered again only
+/// when something its lines depend on changed.
+/// (group, kind, namespace, name).
+type ResourceKey = (String, String, String, String);
+
+/// A resource's input fingerprint and its rendered chunks.
+type Rendered = (u64, [String; 8]);
+
+#[derive(Default)]
+pub struct ResourceCache {
+    entries: HashMap<ResourceKey, Rendered>,
+    /// Resources rendered by the last `prepare` (the rest were reused).
+    pub rendered_last: usize,
+}
+
+/// The prepared text of every non-health family.
+#[derive(Debug, Default, Clone)]
+pub struct Exposition {
+    blocks: Vec<(&'static Family, String)>,
+}
+
+impl Exposition {
+    /// Writes every family: header, then the prepared sample lines.
+    pub fn write(&self, format: Format, out: &mut String) {
+        for (family, body) in &self.blocks {
+            family.write_header(format, out);
+            out.push_str(body);
+        }
+    }
+
+    /// Families present, for tests and the reference table.
+    pub fn families(&self) -> impl Iterator<Item = &'static Family> + '_ {
+        self.blocks.iter().map(|(f, _)| *f)
+    }
+
+    pub fn len(&self) -> usize {
+        self.blocks.iter().map(|(_, b)| b.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+    }
+}
+
+/// CloudTrail input to the exposition.
+pub struct TrailMetrics<'a> {
+    pub tally: &'a TrailTally,
+    pub evidence: &'a TrailEvidence,
+    pub window_seconds: u64,
+}
+
+impl ResourceCache {
+    /// Renders changed resources, reuses the others, drops vanished ones, and assembles the
+    /// exposition.
+    pub fn prepare<'a>(
+        &mut self,
+        resources: impl IntoIterator<Item = ResourceInput<'a>>,
+        trail: Option<&TrailMetrics>,
+        options: Options,
+    ) -> Exposition {
+        let mut bodies: [String; 8] = Default::default();
+        let mut counts: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+        let mut next = HashMap::with_capacity(self.entries.len());
+        self.rendered_last = 0;
+        for input in resources {
+            let r = input.resource;
+            let key = (
+                r.gvk.group.clone(),
+                r.gvk.kind.clone(),
+                r.namespace.clone(),
+                r.name.clone(),
+            );
+            *counts
+                .entry((r.gvk.group.clone(), r.gvk.kind.clone(), r.namespace.clone()))
+                .or_default() += 1;
+            let fp = input.fingerprint(options);
+            let chunks = match self.entries.remove(&key) {
+                Some((old_fp, chunks)) if old_fp == fp => chunks,
+                _ => {
+                    self.rendered_last += 1;
+                    input.render(options)
+                }
+            };
+            for (body, chunk) in bodies.iter_mut().zip(&chunks) {
+                body.push_str(chunk);
+            }
+            next.insert(key, (fp, chunks));
+        }
+        self.entries = next;
+
+        let mut blocks: Vec<(&'static Family, String)> =
+            RESOURCE_FAMILIES.iter().copied().zip(bodies).collect();
+        let mut body = String::new();
+        for ((group, kind, ns), n) in &counts {
+            sample(&mut body, &RESOURCES, &[group, kind, ns], n);
+        }
+        blocks.push((&RESOURCES, body));
+        if let Some(t) = trail {
+            blocks.extend(trail_blocks(t));
+        }
+        Exposition { blocks }
+    }
+}
+
+fn trail_blocks(t: &TrailMetrics) -> Vec<(&'static Family, String)> {
+    let mut events = String::new();
+    let mut sorted: Vec<_> = t.tally.events_by.iter().collect();
+    sorted.sort();
+    for (k, n) in sorted {
+        sample(
+            &mut events,
+            &CLOUDTRAIL_EVENTS,
+            &[&k.account, &k.region, &k.service, &k.ack_kind],
+            n,
+        );
+    }
+    let mut errors = String::new();
+    let mut sorted: Vec<_> = t.tally.errors_by.iter().collect();
+    sorted.sort();
+    for (k, n) in sorted {
+        sample(
+            &mut errors,
+            &CLOUDTRAIL_ERRORS,
+            &[
+                &k.account,
+                &k.region,
+                &k.service,
+                &k.event_name,
+                &k.error_code,
+                &k.ack_kind,
+            ],
+            n,
+        );
+    }
+    let mut cross = String::new();
+    for (k, n) in &t.evidence.cross_account {
+        sample(
+            &mut cross,
+            &CLOUDTRAIL_CROSS_ACCOUNT,
+            &[
+                &k.caller_account,
+                &k.recipient_account,
+                &k.service,
+                &k.event_name,
+                k.signal.as_str(),
+                if k.expected { "true" } else { "false" },
+            ],
+            n,
+        );
+    }
+    let mut unattributed = String::new();
+    for ((account, region, kind, reason), n) in &t.evidence.unattributed {
+        sample(
+            &mut unattributed,
+            &CLOUDTRAIL_UNATTRIBUTED,
+            &[account, region, kind, reason.as_str()],
+            n,
+        );
+    }
+    let mut window = String::new();
+    sample(&mut window, &CLOUDTRAIL_WINDOW, &[], t.window_seconds);
+    vec![
+        (&CLOUDTRAIL_EVENTS, events),
+        (&CLOUDTRAIL_ERRORS, errors),
+        (&CLOUDTRAIL_CROSS_ACCOUNT, cross),
+        (&CLOUDTRAIL_UNATTRIBUTED, unattributed),
+        (&CLOUDTRAIL_WINDOW, window),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_conventions() {
+        let mut seen = std::collections::BTreeSet::new();
+        for f in ALL {
+            assert!(seen.insert(f.name), "{} twice", f.name);
+            assert!(f.name.starts_with("ack_drift_"));
+            assert_eq!(
+                f.kind == Kind::Counter,
+                f.name.ends_with("_total"),
+                "{}",
+                f.name
+            );
+            if f.kind == Kind::Info {
+                assert!(f.name.ends_with("_info"));
+            }
+            assert!(!f.help.is_empty() && !f.help.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn headers_per_format() {
+        let mut om = String::new();
+        CLOUDTRAIL_ERRORS.write_header(Format::OpenMetrics, &mut om);
+        assert!(om.contains("# TYPE ack_drift_cloudtrail_errors counter\n"));
+        let mut text = String::new();
+        CLOUDTRAIL_ERRORS.write_header(Format::Text, &mut text);
+        assert!(text.contains("# TYPE ack_drift_cloudtrail_errors_total counter\n"));
+        let mut om = String::new();
+        RESOURCE_INFO.write_header(Format::OpenMetrics, &mut om);
+        assert!(om.contains("# TYPE ack_drift_resource info\n"));
+        let mut text = String::new();
+        RESOURCE_INFO.write_header(Format::Text, &mut text);
+        assert!(text.contains("# TYPE ack_drift_resource_info gauge\n"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut out = String::new();
+        sample(&mut out, &EXPORTER_SOURCE_UP, &["a\"b\\c\nd"], 1);
+        assert_eq!(
+            out,
+            "ack_drift_exporter_source_up{source=\"a\\\"b\\\\c\\nd\"} 1\n"
+        );
+    }
+}

@@ -1,0 +1,220 @@
+//! The landing page (`/`): drifted resources with their evidence and remediation, for a person
+//! at 3 a.m. Plain HTML, no JavaScript, rendered when the snapshot changes.
+
+use std::fmt::Write as _;
+
+use super::audit::{AuditReport, ResourceReport};
+
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn or_dash(v: &Option<String>) -> String {
+    v.as_deref().map_or_else(|| "–".to_string(), esc)
+}
+
+/// A remediation step with the command after ": " set in `<code>`.
+fn step_html(step: &str) -> String {
+    for prefix in ["kubectl ", "aws "] {
+        if let Some(i) = step.find(&format!(": {prefix}")) {
+            let (text, cmd) = step.split_at(i + 2);
+            return format!("{}<br><code>{}</code>", esc(text), esc(cmd));
+        }
+    }
+    esc(step)
+}
+
+fn evidence(r: &ResourceReport) -> (u64, u64) {
+    (
+        r.error_events.iter().flatten().map(|e| e.count).sum(),
+        r.wrong_account_calls
+            .iter()
+            .flatten()
+            .map(|w| w.count)
+            .sum(),
+    )
+}
+
+pub fn render(report: &AuditReport, telemetry_path: &str) -> String {
+    let mut h = String::new();
+    let s = &report.summary;
+    let _ = write!(
+        h,
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>ACK drift exporter</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 1.5rem; color: #1b1b1b; }}
+table {{ border-collapse: collapse; margin: .5rem 0 1.5rem; }}
+th, td {{ border: 1px solid #ccc; padding: .3rem .6rem; text-align: left; vertical-align: top; }}
+th {{ background: #f0f0f0; }}
+.bad {{ color: #a40000; font-weight: 600; }}
+code {{ background: #f6f6f6; padding: .1rem .25rem; word-break: break-all; }}
+section {{ border-left: 4px solid #a40000; padding-left: 1rem; margin-bottom: 1.5rem; }}
+</style></head><body>
+<h1>ACK drift exporter</h1>
+<p id="summary">{} ACK resources: <span class="bad">{} in the wrong account</span>, <span class="bad">{} in the wrong region</span>.
+Metrics at <a href="{}">{}</a> · <a href="/healthz">/healthz</a> · <a href="/readyz">/readyz</a></p>
+"#,
+        s.resources,
+        s.account_drift,
+        s.region_drift,
+        esc(telemetry_path),
+        esc(telemetry_path)
+    );
+
+    let drifted: Vec<&ResourceReport> = report
+        .resources
+        .iter()
+        .filter(|r| r.account_drift || r.region_drift)
+        .collect();
+    let _ = writeln!(h, "<h2>Drifted resources ({})</h2>", drifted.len());
+    if drifted.is_empty() {
+        h.push_str("<p>No resource records another account or region than its target.</p>\n");
+    } else {
+        h.push_str(
+            "<table id=\"drifted\"><tr><th>Resource</th><th>Status account</th><th>Expected account</th>\
+             <th>Region (status → expected)</th><th>Effect</th><th>Error events</th><th>Wrong-account calls</th></tr>\n",
+        );
+        for r in &drifted {
+            let (errors, wrong) = evidence(r);
+            let _ = writeln!(
+                h,
+                "<tr><td><a href=\"#{id}\">{ns}/{kind}/{name}</a></td><td>{sa}</td><td>{ea} ({src})</td><td>{sr} → {er}</td><td class=\"bad\">{eff}</td><td>{errors}</td><td>{wrong}</td></tr>",
+                id = esc(&anchor(r)),
+                ns = esc(&r.namespace),
+                kind = esc(&r.kind),
+                name = esc(&r.name),
+                sa = or_dash(&r.status_account),
+                ea = or_dash(&r.expected_account),
+                src = r.account_source.map_or("–", |s| s.as_str()),
+                sr = or_dash(&r.status_region),
+                er = or_dash(&r.expected_region),
+                eff = r.effect.map_or("–", |e| e.as_str()),
+            );
+        }
+        h.push_str("</table>\n");
+        for r in &drifted {
+            let (errors, wrong) = evidence(r);
+            let _ = writeln!(
+                h,
+                "<section id=\"{}\"><h3>{}/{}/{}</h3>",
+                esc(&anchor(r)),
+                esc(&r.namespace),
+                esc(&r.kind),
+                esc(&r.name)
+            );
+            if r.error_events.is_some() {
+                let codes: Vec<String> = r
+                    .error_events
+                    .iter()
+                    .flatten()
+                    .map(|e| {
+                        format!(
+                            "{} × {} in {}/{}",
+                            e.count,
+                            esc(&e.error_code),
+                            esc(&e.account),
+                            esc(&e.region)
+                        )
+                    })
+                    .collect();
+                let _ = writeln!(
+                    h,
+                    "<p>CloudTrail: {errors} error events{}; {wrong} calls in another account than {}.</p>",
+                    if codes.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", codes.join(", "))
+                    },
+                    or_dash(&r.expected_account)
+                );
+            }
+            h.push_str("<ol>\n");
+            for step in &r.remediation {
+                let _ = writeln!(h, "<li>{}</li>", step_html(step));
+            }
+            h.push_str("</ol></section>\n");
+        }
+    }
+
+    let troubled: Vec<&ResourceReport> = report
+        .resources
+        .iter()
+        .filter(|r| !r.account_drift && !r.region_drift && !r.problems.is_empty())
+        .collect();
+    if !troubled.is_empty() {
+        let _ = writeln!(h, "<h2>Other problems ({})</h2>", troubled.len());
+        h.push_str("<table id=\"problems\"><tr><th>Resource</th><th>Problems</th><th>What to do</th></tr>\n");
+        for r in troubled {
+            let problems: Vec<&str> = r.problems.iter().map(|p| p.as_str()).collect();
+            let todo: Vec<String> = r.remediation.iter().map(|s| step_html(s)).collect();
+            let _ = writeln!(
+                h,
+                "<tr><td>{}/{}/{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&r.namespace),
+                esc(&r.kind),
+                esc(&r.name),
+                problems.join(", "),
+                if todo.is_empty() {
+                    "–".to_string()
+                } else {
+                    todo.join("<br>")
+                }
+            );
+        }
+        h.push_str("</table>\n");
+    }
+
+    if let Some(t) = &report.cloudtrail {
+        let unexpected: Vec<_> = t
+            .cross_account_calls
+            .iter()
+            .filter(|c| !c.expected)
+            .collect();
+        if !unexpected.is_empty() {
+            let _ = writeln!(
+                h,
+                "<h2>Unexpected cross-account calls</h2><ul id=\"unexpected\">"
+            );
+            for c in unexpected {
+                let _ = writeln!(
+                    h,
+                    "<li class=\"bad\">{} → {}: {}:{} ({}) × {}</li>",
+                    esc(&c.caller_account),
+                    esc(&c.recipient_account),
+                    esc(&c.service),
+                    esc(&c.event_name),
+                    c.signal.as_str(),
+                    c.count
+                );
+            }
+            h.push_str("</ul>\n");
+        }
+        let _ = writeln!(
+            h,
+            "<p>CloudTrail: {} events from {} files, {} duplicates skipped, newest {}.</p>",
+            t.events,
+            t.files,
+            t.duplicates,
+            t.newest_event.as_deref().map_or("–".to_string(), esc)
+        );
+    }
+    h.push_str("</body></html>\n");
+    h
+}
+
+fn anchor(r: &ResourceReport) -> String {
+    format!("{}-{}-{}", r.namespace, r.kind, r.name).to_ascii_lowercase()
+}

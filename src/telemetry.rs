@@ -1,0 +1,101 @@
+//! The exporter's own health metrics (`ack_drift_exporter_*`), kept in a prometheus-client
+//! registry and encoded at scrape time (they are few and change between scrapes).
+//!
+//! Names and help texts come from [`crate::output::metrics`], the one list of the contract.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::{prometheus_text, text};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Metric, Registry};
+
+use crate::output::metrics::{self as contract, Format, Kind};
+
+pub type Labels = Vec<(String, String)>;
+
+/// Health metrics shared by sources (which count) and the web output (which encodes).
+pub struct Telemetry {
+    registry: Registry,
+    pub source_up: Family<Labels, Gauge>,
+    pub kube_objects: Family<Labels, Gauge>,
+    pub parse_errors: Family<Labels, Counter>,
+    pub duplicates: Counter,
+    pub scrape_duration: Gauge<f64, AtomicU64>,
+}
+
+/// Registers `metric` under the contract's family: prometheus-client adds `_total` to
+/// counters and `_info` to infos itself, and a full stop to help texts.
+fn register(registry: &mut Registry, family: &contract::Family, metric: impl Metric) {
+    let name = match family.kind {
+        Kind::Counter => family.name.strip_suffix("_total"),
+        Kind::Info => family.name.strip_suffix("_info"),
+        Kind::Gauge => Some(family.name),
+    }
+    .expect("contract names carry their suffix");
+    registry.register(name, family.help.trim_end_matches('.'), metric);
+}
+
+impl Telemetry {
+    pub fn new(version: &str, revision: &str) -> Self {
+        let mut registry = Registry::default();
+        let build = Info::new(vec![
+            ("version".to_string(), version.to_string()),
+            ("revision".to_string(), revision.to_string()),
+        ]);
+        register(&mut registry, &contract::EXPORTER_BUILD_INFO, build);
+        let mut t = Telemetry {
+            source_up: Family::default(),
+            kube_objects: Family::default(),
+            parse_errors: Family::default(),
+            duplicates: Counter::default(),
+            scrape_duration: Gauge::default(),
+            registry,
+        };
+        register(
+            &mut t.registry,
+            &contract::EXPORTER_SOURCE_UP,
+            t.source_up.clone(),
+        );
+        register(
+            &mut t.registry,
+            &contract::EXPORTER_KUBE_OBJECTS,
+            t.kube_objects.clone(),
+        );
+        register(
+            &mut t.registry,
+            &contract::EXPORTER_DUPLICATES,
+            t.duplicates.clone(),
+        );
+        register(
+            &mut t.registry,
+            &contract::EXPORTER_PARSE_ERRORS,
+            t.parse_errors.clone(),
+        );
+        register(
+            &mut t.registry,
+            &contract::EXPORTER_SCRAPE_DURATION,
+            t.scrape_duration.clone(),
+        );
+        t
+    }
+
+    /// Appends the health families; OpenMetrics output ends with `# EOF`.
+    pub fn encode(&self, format: Format, out: &mut String) {
+        let result = match format {
+            Format::OpenMetrics => text::encode(out, &self.registry),
+            Format::Text => prometheus_text::encode(out, &self.registry),
+        };
+        result.expect("writing to a String cannot fail");
+    }
+}
+
+pub fn label(key: &str, value: &str) -> Labels {
+    vec![(key.to_string(), value.to_string())]
+}
+
+/// The git revision the binary was built from (set by build.rs), or `unknown`.
+pub const REVISION: &str = env!("ACK_DRIFT_GIT_REVISION");
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

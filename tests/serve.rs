@@ -1,0 +1,406 @@
+//! `serve` over real HTTP: the metrics contract on the seed scenario, both exposition formats
+//! through real parsers (promtool; the Prometheus project's Python parser), gzip, health
+//! endpoints, SIGTERM, and the stable-metrics list.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::http::{Server, get};
+
+fn seed_server() -> Server {
+    let s = common::fixture("scenarios/seed-incident");
+    Server::start(&[
+        "--kube-dir",
+        s.join("cluster").to_str().unwrap(),
+        "--cloudtrail-dir",
+        s.join("cloudtrail").to_str().unwrap(),
+        "--config",
+        s.join("config.yaml").to_str().unwrap(),
+    ])
+}
+
+/// Samples of the classic text format: (name, labels) → value.
+fn samples(text: &str) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
+    let mut out = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let (name, labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let mut map = BTreeMap::new();
+        // Label values in these tests hold no commas or escaped quotes.
+        for pair in labels.split("\",").filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once("=\"").unwrap();
+            map.insert(k.to_string(), v.trim_end_matches('"').to_string());
+        }
+        out.insert((name.to_string(), map), value.parse().unwrap());
+    }
+    out
+}
+
+fn value(
+    all: &BTreeMap<(String, BTreeMap<String, String>), f64>,
+    name: &str,
+    want: &[(&str, &str)],
+) -> f64 {
+    let found: Vec<f64> = all
+        .iter()
+        .filter(|((n, labels), _)| {
+            n == name
+                && want
+                    .iter()
+                    .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, v)| *v)
+        .collect();
+    assert_eq!(found.len(), 1, "{name} {want:?}: {found:?}");
+    found[0]
+}
+
+#[test]
+fn seed_scenario_over_http() {
+    let server = seed_server();
+    for path in ["/healthz", "/readyz", "/"] {
+        assert_eq!(server.get(path).status, 200, "{path}");
+    }
+    assert_eq!(server.get("/nope").status, 404);
+    let r = server.get("/metrics");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let all = samples(&r.text());
+    let uat = [("namespace", "uat"), ("name", "limit-amq-to-subnet-uat")];
+    let drift = value(
+        &all,
+        "ack_drift_resource_account_drift",
+        &[
+            uat[0],
+            uat[1],
+            ("status_account", "178394743802"),
+            ("expected_account", "474417630776"),
+            ("account_source", "namespace"),
+            ("effect", "calls_wrong_account"),
+        ],
+    );
+    assert_eq!(drift, 1.0);
+    assert_eq!(
+        value(
+            &all,
+            "ack_drift_resource_account_drift",
+            &[("namespace", "dev"), ("name", "limit-amq-to-subnet-dev")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(
+            &all,
+            "ack_drift_resource_error_events",
+            &[
+                uat[0],
+                uat[1],
+                ("account", "178394743802"),
+                ("error_code", "InvalidVpcID.NotFound")
+            ]
+        ),
+        24.0
+    );
+    assert_eq!(
+        value(
+            &all,
+            "ack_drift_resource_wrong_account_calls",
+            &[
+                uat[0],
+                uat[1],
+                ("called_account", "178394743802"),
+                ("expected_account", "474417630776")
+            ]
+        ),
+        24.0
+    );
+    assert_eq!(
+        value(
+            &all,
+            "ack_drift_cloudtrail_errors_total",
+            &[
+                ("account", "178394743802"),
+                ("event_name", "CreateSecurityGroup"),
+                ("error_code", "InvalidVpcID.NotFound"),
+                ("ack_kind", "SecurityGroup")
+            ]
+        ),
+        24.0
+    );
+    assert_eq!(
+        value(
+            &all,
+            "ack_drift_cloudtrail_cross_account_calls_total",
+            &[
+                ("caller_account", "178394743802"),
+                ("recipient_account", "474417630776"),
+                ("signal", "assume_role"),
+                ("expected", "true")
+            ]
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(&all, "ack_drift_cloudtrail_window_seconds", &[]),
+        3600.0
+    );
+    assert_eq!(
+        value(
+            &all,
+            "ack_drift_exporter_source_up",
+            &[("source", "kube_dir")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &all,
+            "ack_drift_exporter_source_up",
+            &[("source", "cloudtrail_dir")]
+        ),
+        1.0
+    );
+    let build = all
+        .keys()
+        .find(|(n, _)| n == "ack_drift_exporter_build_info")
+        .expect("build_info");
+    assert_eq!(build.1["version"], env!("CARGO_PKG_VERSION"));
+    assert!(!build.1["revision"].is_empty());
+
+    let (code, took) = server.terminate();
+    assert_eq!(code, Some(0));
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
+/// Runs a Python snippet from the Prometheus project's client library on `input`.
+fn python_parse(script: &str, input: &str) -> String {
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "parser rejected the exposition:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+const PARSE_TEXT: &str = "
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+for f in text_string_to_metric_families(sys.stdin.read()):
+    print(f.name, f.type, len(f.samples))
+";
+
+const PARSE_OPENMETRICS: &str = "
+import sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+for f in text_string_to_metric_families(sys.stdin.read()):
+    print(f.name, f.type, len(f.samples))
+";
+
+#[test]
+fn both_formats_pass_real_parsers_and_promtool() {
+    let server = Server::start(&["--demo"]);
+    let text = server.get("/metrics").text();
+
+    // promtool lints the text format (HELP, TYPE, counter suffixes, ...).
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is installed (scripts/test installs Debian's prometheus)");
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let parsed_text = python_parse(PARSE_TEXT, &text);
+    let om = get(
+        server.port,
+        "/metrics",
+        &[(
+            "Accept",
+            "application/openmetrics-text; version=1.0.0,text/plain;q=0.5",
+        )],
+    )
+    .unwrap();
+    assert_eq!(
+        om.header("content-type"),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    let om_text = om.text();
+    assert!(om_text.ends_with("# EOF\n"));
+    let parsed_om = python_parse(PARSE_OPENMETRICS, &om_text);
+
+    // The same families with the same sample counts, whatever the format.
+    let families = |s: &str| -> BTreeMap<String, (String, usize)> {
+        s.lines()
+            .map(|l| {
+                let mut p = l.split(' ');
+                let name = p.next().unwrap().to_string();
+                let ty = p.next().unwrap().to_string();
+                let n: usize = p.next().unwrap().parse().unwrap();
+                (name, (ty, n))
+            })
+            .collect()
+    };
+    let t = families(&parsed_text);
+    let o = families(&parsed_om);
+    assert_eq!(t.len(), o.len());
+    assert_eq!(o["ack_drift_resource"], ("info".to_string(), 8));
+    assert_eq!(o["ack_drift_cloudtrail_errors"].0, "counter");
+    for (name, (_, n)) in &o {
+        let text_name = t.keys().find(|k| {
+            k == &name
+                || k.strip_suffix("_total") == Some(name)
+                || k.strip_suffix("_info") == Some(name)
+        });
+        let text_name = text_name.unwrap_or_else(|| panic!("{name} missing from the text format"));
+        assert_eq!(t[text_name].1, *n, "{name}");
+    }
+}
+
+#[test]
+fn gzip_when_asked() {
+    let server = Server::start(&["--demo"]);
+    let plain = server.get("/metrics").text();
+    let r = get(server.port, "/metrics", &[("Accept-Encoding", "gzip")]).unwrap();
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    let mut unzipped = String::new();
+    flate2::read::GzDecoder::new(&r.body[..])
+        .read_to_string(&mut unzipped)
+        .unwrap();
+    // The scrape duration gauge differs between scrapes; the rest is the same.
+    let strip = |s: &str| -> String {
+        s.lines()
+            .filter(|l| !l.starts_with("ack_drift_exporter_scrape_duration_seconds"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(strip(&unzipped), strip(&plain));
+    assert!(
+        r.body.len() * 3 < plain.len(),
+        "gzip should shrink the body"
+    );
+}
+
+#[test]
+fn every_family_is_in_the_stable_list_with_help_type_and_bounded_labels() {
+    let server = Server::start(&["--demo"]);
+    let text = server.get("/metrics").text();
+    let stable =
+        std::fs::read_to_string(common::root().join("tests/testdata/stable-metrics.txt")).unwrap();
+    let stable: BTreeMap<String, (String, BTreeSet<String>)> = stable
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let mut p = l.split_whitespace();
+            let name = p.next().unwrap().to_string();
+            let ty = p.next().unwrap().to_string();
+            let labels = p
+                .next()
+                .map(|x| {
+                    x.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default();
+            (name, (ty, labels))
+        })
+        .collect();
+
+    let mut helped = BTreeSet::new();
+    let mut typed = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            helped.insert(rest.split(' ').next().unwrap().to_string());
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut p = rest.split(' ');
+            typed.insert(p.next().unwrap().to_string(), p.next().unwrap().to_string());
+        }
+    }
+    for (name, ty) in &typed {
+        assert!(helped.contains(name), "{name} has no HELP");
+        let (want_ty, _) = stable.get(name).unwrap_or_else(|| {
+            panic!("{name} is served but not in tests/testdata/stable-metrics.txt")
+        });
+        assert_eq!(ty, want_ty, "{name}");
+        if ty == "counter" {
+            assert!(name.ends_with("_total"), "{name}");
+        }
+    }
+    for ((name, labels), _) in samples(&text) {
+        let (_, allowed) = stable
+            .get(&name)
+            .unwrap_or_else(|| panic!("sample {name} not in the stable list"));
+        for l in labels.keys() {
+            assert!(
+                allowed.contains(l),
+                "{name} has label {l} outside the contract"
+            );
+        }
+        // No free text: no label may hold a message, a request id or anything long.
+        for v in labels.values() {
+            assert!(v.len() <= 128, "{name}: label value too long: {v}");
+        }
+    }
+    // And the list holds exactly the contract's families (a rename must change both).
+    let contract: BTreeMap<String, String> = ack_drift_exporter::output::metrics::ALL
+        .iter()
+        .map(|f| {
+            let ty = match f.kind {
+                ack_drift_exporter::output::metrics::Kind::Counter => "counter",
+                _ => "gauge",
+            };
+            (f.name.to_string(), ty.to_string())
+        })
+        .collect();
+    let listed: BTreeMap<String, String> = stable
+        .iter()
+        .map(|(n, (t, _))| (n.clone(), t.clone()))
+        .collect();
+    assert_eq!(contract, listed);
+}
+
+#[test]
+fn bad_flags_and_missing_inputs_exit_2() {
+    let run = common::run([
+        "serve",
+        "--kube-dir",
+        "/nonexistent/dump",
+        "--web.listen-address",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("/nonexistent/dump"));
+    let run = common::run(["serve", "--demo", "--web.listen-address", "nonsense"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("--web.listen-address"));
+}
