@@ -65,14 +65,19 @@ pub fn steps(r: &AckResource, o: &Ownership, controller: &ControllerSettings) ->
                 "If it stays in Terminating, release the finalizer: kubectl patch {target} --type=merge -p '{{\"metadata\":{{\"finalizers\":null}}}}'"
             ));
         }
+        let arn = r.metadata.as_ref().and_then(|m| m.arn.as_ref());
         out.push(format!(
-            "In AWS account {wrong_acct}, region {wrong_region}: look for half-created objects of this resource and delete them by hand: aws resourcegroupstaggingapi get-resources --region {wrong_region} --tag-filters Key=services.k8s.aws/namespace,Values={}",
+            "In AWS account {wrong_acct}, region {wrong_region}: list what ACK created for this namespace: aws resourcegroupstaggingapi get-resources --region {wrong_region} --tag-filters Key=services.k8s.aws/namespace,Values={}",
             r.namespace
         ));
-        if let Some(arn) = r.metadata.as_ref().and_then(|m| m.arn.as_ref()) {
-            out.push(format!(
-                "The status ARN {arn} names the object the controller knows of: check it in the account and region it names."
-            ));
+        match arn {
+            // A status ARN means a real object exists where the status says: it may hold data.
+            Some(arn) => out.push(format!(
+                "The status ARN {arn} names a real object in account {wrong_acct}: move or keep what it holds before deleting it; delete only leftovers of failed creates."
+            )),
+            None => out.push(format!(
+                "No ARN was recorded, so nothing was created for it in account {wrong_acct}: delete only leftovers of failed creates that carry this namespace's tag."
+            )),
         }
         out.push(format!(
             "In AWS account {right_acct}, region {right_region}: check whether the resource already exists there; if so adopt it instead of creating a duplicate."

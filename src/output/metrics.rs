@@ -327,6 +327,35 @@ pub const ALL: [&Family; 25] = [
     &EXPORTER_SCRAPE_DURATION,
 ];
 
+/// The metric reference table for the README (a test keeps the two identical).
+pub fn reference_table() -> String {
+    let mut out = String::from("| metric | type | labels | meaning |\n|---|---|---|---|\n");
+    for f in ALL {
+        let ty = match f.kind {
+            Kind::Gauge => "gauge",
+            Kind::Counter => "counter",
+            Kind::Info => "info",
+        };
+        let live = if f.live_only {
+            " (live sources only)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "| `{}` | {ty} | {} | {}{live} |",
+            f.name,
+            f.labels
+                .iter()
+                .map(|l| format!("`{l}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            f.help
+        );
+    }
+    out
+}
+
 /// The two exposition formats, chosen by the scrape's `Accept` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

@@ -91,7 +91,7 @@ Metrics at <a href="{}">{}</a> · <a href="/healthz">/healthz</a> · <a href="/r
             let (errors, wrong) = evidence(r);
             let _ = writeln!(
                 h,
-                "<tr><td><a href=\"#{id}\">{ns}/{kind}/{name}</a></td><td>{sa}</td><td>{ea} ({src})</td><td>{sr} → {er}</td><td class=\"bad\">{eff}</td><td>{errors}</td><td>{wrong}</td></tr>",
+                "<tr><td><a href=\"#{id}\">{ns}/{kind}/{name}</a></td><td>{sa}</td><td>{ea} ({src})</td><td>{region}</td><td class=\"bad\">{eff}</td><td>{errors}</td><td>{wrong}</td></tr>",
                 id = esc(&anchor(r)),
                 ns = esc(&r.namespace),
                 kind = esc(&r.kind),
@@ -99,8 +99,10 @@ Metrics at <a href="{}">{}</a> · <a href="/healthz">/healthz</a> · <a href="/r
                 sa = or_dash(&r.status_account),
                 ea = or_dash(&r.expected_account),
                 src = r.account_source.map_or("–", |s| s.as_str()),
-                sr = or_dash(&r.status_region),
-                er = or_dash(&r.expected_region),
+                region = match (&r.status_region, &r.expected_region) {
+                    (Some(a), Some(b)) if a != b => format!("{} → {}", esc(a), esc(b)),
+                    (a, b) => or_dash(if a.is_some() { a } else { b }),
+                },
                 eff = r.effect.map_or("–", |e| e.as_str()),
             );
         }
