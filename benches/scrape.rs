@@ -53,9 +53,15 @@ fn write_dump(dir: &Path, n: usize) {
     let mut map = serde_json::Map::new();
     for i in 0..NAMESPACES {
         let mut ann = serde_json::Map::new();
-        if i % 2 == 0 {
-            ann.insert("services.k8s.aws/owner-account-id".into(), account(i).into());
-            map.insert(account(i), format!("arn:aws:iam::{}:role/ack", account(i)).into());
+        if i.is_multiple_of(2) {
+            ann.insert(
+                "services.k8s.aws/owner-account-id".into(),
+                account(i).into(),
+            );
+            map.insert(
+                account(i),
+                format!("arn:aws:iam::{}:role/ack", account(i)).into(),
+            );
         }
         ns_items.push(serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": format!("team-{i}"), "annotations": ann}}));
@@ -76,15 +82,26 @@ fn write_dump(dir: &Path, n: usize) {
     }
     std::fs::write(
         dir.join("cluster.json"),
-        serde_json::to_vec(&serde_json::json!({"apiVersion": "v1", "kind": "List", "items": ns_items})).unwrap(),
+        serde_json::to_vec(
+            &serde_json::json!({"apiVersion": "v1", "kind": "List", "items": ns_items}),
+        )
+        .unwrap(),
     )
     .unwrap();
     for (k, (svc, kind)) in KINDS.iter().enumerate() {
         let mut items = Vec::new();
         for j in (k..n).step_by(KINDS.len()) {
             let ns = j % NAMESPACES;
-            let expected = if ns % 2 == 0 { account(ns) } else { HOME.to_string() };
-            let status_account = if j % 100 == 7 { "999999999999".to_string() } else { expected };
+            let expected = if ns.is_multiple_of(2) {
+                account(ns)
+            } else {
+                HOME.to_string()
+            };
+            let status_account = if j % 100 == 7 {
+                "999999999999".to_string()
+            } else {
+                expected
+            };
             let name = format!("{}-{j}", kind.to_ascii_lowercase());
             items.push(serde_json::json!({
                 "apiVersion": format!("{svc}.services.k8s.aws/v1alpha1"), "kind": kind,
@@ -97,7 +114,10 @@ fn write_dump(dir: &Path, n: usize) {
         }
         std::fs::write(
             dir.join(format!("{svc}-{kind}.json")),
-            serde_json::to_vec(&serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items})).unwrap(),
+            serde_json::to_vec(
+                &serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}),
+            )
+            .unwrap(),
         )
         .unwrap();
     }
@@ -113,10 +133,17 @@ fn get(port: u16, path: &str) -> std::io::Result<(u16, usize)> {
     let mut r = BufReader::new(s);
     let mut line = String::new();
     r.read_line(&mut line)?;
-    let status = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     let mut rest = Vec::new();
     r.read_to_end(&mut rest)?;
-    let body = rest.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |i| rest.len() - i - 4);
+    let body = rest
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(0, |i| rest.len() - i - 4);
     Ok((status, body))
 }
 
@@ -178,7 +205,13 @@ fn run(bin: &Path, dump: &Path, n: usize, omit: bool, scrapes: usize) -> String 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let status = Command::new("cargo")
-        .args(["build", "--release", "--quiet", "--bin", "ack-drift-exporter"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--bin",
+            "ack-drift-exporter",
+        ])
         .current_dir(&root)
         .status()
         .unwrap();

@@ -9,6 +9,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use crate::evaluate::Ownership;
 use crate::evaluate::cloudtrail::{ResourceEvidence, TrailEvidence, TrailTally};
@@ -574,8 +575,11 @@ fn with<'a>(id: &[&'a str; 4], rest: &'a [String]) -> Vec<&'a str> {
 /// (group, kind, namespace, name).
 type ResourceKey = (String, String, String, String);
 
+/// A resource's rendered sample lines, one chunk per family of [`RESOURCE_FAMILIES`].
+type Chunks = Arc<[String; 8]>;
+
 /// A resource's input fingerprint and its rendered chunks.
-type Rendered = (u64, [String; 8]);
+type Rendered = (u64, Chunks);
 
 #[derive(Default)]
 pub struct ResourceCache {
@@ -587,29 +591,39 @@ pub struct ResourceCache {
 /// The prepared text of every non-health family.
 #[derive(Debug, Default, Clone)]
 pub struct Exposition {
+    /// Per-resource chunks, shared with the cache (not copied), in resource order.
+    resources: Vec<Chunks>,
+    /// The families after the per-resource ones.
     blocks: Vec<(&'static Family, String)>,
 }
 
 impl Exposition {
     /// Writes every family: header, then the prepared sample lines.
     pub fn write(&self, format: Format, out: &mut String) {
+        for (i, family) in RESOURCE_FAMILIES.iter().enumerate() {
+            family.write_header(format, out);
+            for chunks in &self.resources {
+                out.push_str(&chunks[i]);
+            }
+        }
         for (family, body) in &self.blocks {
             family.write_header(format, out);
             out.push_str(body);
         }
     }
 
-    /// Families present, for tests and the reference table.
-    pub fn families(&self) -> impl Iterator<Item = &'static Family> + '_ {
-        self.blocks.iter().map(|(f, _)| *f)
-    }
-
+    /// Bytes of prepared sample lines (headers excluded).
     pub fn len(&self) -> usize {
-        self.blocks.iter().map(|(_, b)| b.len()).sum()
+        let resources: usize = self
+            .resources
+            .iter()
+            .map(|c| c.iter().map(String::len).sum::<usize>())
+            .sum();
+        resources + self.blocks.iter().map(|(_, b)| b.len()).sum::<usize>()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.blocks.is_empty()
+        self.resources.is_empty() && self.blocks.is_empty()
     }
 }
 
@@ -629,7 +643,7 @@ impl ResourceCache {
         trail: Option<&TrailMetrics>,
         options: Options,
     ) -> Exposition {
-        let mut bodies: [String; 8] = Default::default();
+        let mut prepared = Vec::new();
         let mut counts: BTreeMap<(String, String, String), u64> = BTreeMap::new();
         let mut next = HashMap::with_capacity(self.entries.len());
         self.rendered_last = 0;
@@ -649,18 +663,15 @@ impl ResourceCache {
                 Some((old_fp, chunks)) if old_fp == fp => chunks,
                 _ => {
                     self.rendered_last += 1;
-                    input.render(options)
+                    Arc::new(input.render(options))
                 }
             };
-            for (body, chunk) in bodies.iter_mut().zip(&chunks) {
-                body.push_str(chunk);
-            }
+            prepared.push(chunks.clone());
             next.insert(key, (fp, chunks));
         }
         self.entries = next;
 
-        let mut blocks: Vec<(&'static Family, String)> =
-            RESOURCE_FAMILIES.iter().copied().zip(bodies).collect();
+        let mut blocks: Vec<(&'static Family, String)> = Vec::new();
         let mut body = String::new();
         for ((group, kind, ns), n) in &counts {
             sample(&mut body, &RESOURCES, &[group, kind, ns], n);
@@ -669,7 +680,10 @@ impl ResourceCache {
         if let Some(t) = trail {
             blocks.extend(trail_blocks(t));
         }
-        Exposition { blocks }
+        Exposition {
+            resources: prepared,
+            blocks,
+        }
     }
 }
 
@@ -786,5 +800,101 @@ mod tests {
             out,
             "ack_drift_exporter_source_up{source=\"a\\\"b\\\\c\\nd\"} 1\n"
         );
+    }
+
+    fn world() -> (Vec<crate::model::AckResource>, Vec<Ownership>) {
+        use crate::model::{AckResource, Gvk};
+        let resources: Vec<AckResource> = (0..3)
+            .map(|i| AckResource {
+                gvk: Gvk {
+                    group: "ec2.services.k8s.aws".into(),
+                    version: "v1alpha1".into(),
+                    kind: "VPC".into(),
+                },
+                namespace: "dev".into(),
+                name: format!("v{i}"),
+                ..Default::default()
+            })
+            .collect();
+        let ownership = Ownership {
+            status_account: None,
+            status_region: None,
+            arn_account: None,
+            expected_account: Some("111111111111".into()),
+            account_source: None,
+            account_drift: false,
+            expected_region: None,
+            region_source: None,
+            region_drift: false,
+            problems: Default::default(),
+            effect: None,
+            role_arn: None,
+            matched_selectors: vec![],
+            called_account: None,
+            controller: None,
+            runtime: Default::default(),
+        };
+        (resources, vec![ownership; 3])
+    }
+
+    fn inputs<'a>(
+        r: &'a [crate::model::AckResource],
+        o: &'a [Ownership],
+    ) -> impl Iterator<Item = ResourceInput<'a>> {
+        r.iter().zip(o).map(|(resource, ownership)| ResourceInput {
+            resource,
+            ownership,
+            evidence: None,
+            controller_version: None,
+        })
+    }
+
+    #[test]
+    fn only_changed_resources_are_rendered_again() {
+        let (mut r, mut o) = world();
+        let mut cache = ResourceCache::default();
+        let first = cache.prepare(inputs(&r, &o), None, Options::default());
+        assert_eq!(cache.rendered_last, 3);
+        let mut a = String::new();
+        first.write(Format::Text, &mut a);
+
+        let _ = cache.prepare(inputs(&r, &o), None, Options::default());
+        assert_eq!(cache.rendered_last, 0, "nothing changed, nothing rendered");
+
+        o[1].status_account = Some("222222222222".into());
+        o[1].account_drift = true;
+        let changed = cache.prepare(inputs(&r, &o), None, Options::default());
+        assert_eq!(cache.rendered_last, 1);
+        let mut b = String::new();
+        changed.write(Format::Text, &mut b);
+        assert!(
+            b.contains("name=\"v1\",status_account=\"222222222222\""),
+            "{b}"
+        );
+
+        r.pop();
+        o.pop();
+        let shrunk = cache.prepare(inputs(&r, &o), None, Options::default());
+        assert_eq!(cache.rendered_last, 0);
+        let mut c = String::new();
+        shrunk.write(Format::Text, &mut c);
+        assert!(!c.contains("name=\"v2\""));
+        assert!(c.contains(
+            "ack_drift_resources{group=\"ec2.services.k8s.aws\",kind=\"VPC\",namespace=\"dev\"} 2"
+        ));
+
+        // Changing options renders everything again, and zeros go.
+        let lean = cache.prepare(
+            inputs(&r, &o),
+            None,
+            Options {
+                omit_zero_series: true,
+            },
+        );
+        assert_eq!(cache.rendered_last, 2);
+        let mut d = String::new();
+        lean.write(Format::Text, &mut d);
+        assert_eq!(d.matches("ack_drift_resource_account_drift{").count(), 1);
+        assert_eq!(d.matches("ack_drift_resource_region_drift{").count(), 0);
     }
 }
