@@ -247,7 +247,10 @@ mod tests {
                     ],
                     None,
                 ),
-            ],
+            ]
+            .into_iter()
+            .map(std::sync::Arc::new)
+            .collect(),
             ..Default::default()
         }
     }

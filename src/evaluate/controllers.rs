@@ -18,7 +18,7 @@ pub mod gates {
 pub const DEFAULT_SYSTEM_NAMESPACE: &str = "ack-system";
 
 /// Where a setting's value came from, so `check-config` can show it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum Origin {
     Deployment,
@@ -27,7 +27,7 @@ pub enum Origin {
     Unknown,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Hash)]
 pub struct ControllerSettings {
     pub service: String,
     /// `namespace/name` of the Deployment, when one was found.
@@ -290,14 +290,15 @@ mod tests {
     #[test]
     fn services_with_only_resources_get_unknown_defaults() {
         let mut snap = snapshot();
-        snap.resources.push(crate::model::AckResource {
-            gvk: crate::model::Gvk {
-                group: "rds.services.k8s.aws".into(),
-                version: "v1alpha1".into(),
-                kind: "DBInstance".into(),
-            },
-            ..Default::default()
-        });
+        snap.resources
+            .push(std::sync::Arc::new(crate::model::AckResource {
+                gvk: crate::model::Gvk {
+                    group: "rds.services.k8s.aws".into(),
+                    version: "v1alpha1".into(),
+                    kind: "DBInstance".into(),
+                },
+                ..Default::default()
+            }));
         let all = resolve(&snap, &Config::default());
         let rds = all.iter().find(|c| c.service == "rds").unwrap();
         assert_eq!(rds.default_account, None);

@@ -11,6 +11,7 @@ pub mod trail;
 pub mod user_agent;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub use account::{AccountId, arn_account};
 pub use controller::{ControllerDeployment, ServiceAccount};
@@ -46,7 +47,7 @@ impl std::fmt::Display for ParseError {
 }
 
 /// What evaluation needs to know of a Namespace.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Namespace {
     pub name: String,
     pub labels: BTreeMap<String, String>,
@@ -135,7 +136,7 @@ impl AckResource {
 }
 
 /// `services.k8s.aws/v1alpha1` IAMRoleSelector (cluster-scoped).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct RoleSelector {
     pub name: String,
     pub arn: String,
@@ -147,7 +148,7 @@ pub struct RoleSelector {
 }
 
 /// A CARM ConfigMap (`ack-role-account-map` or `ack-role-team-map`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct CarmMap {
     pub namespace: String,
     pub name: String,
@@ -158,7 +159,8 @@ pub struct CarmMap {
 #[derive(Debug, Clone, Default)]
 pub struct ClusterSnapshot {
     pub namespaces: BTreeMap<String, Namespace>,
-    pub resources: Vec<AckResource>,
+    /// Shared, so a live source can hand out snapshots without copying resources.
+    pub resources: Vec<Arc<AckResource>>,
     pub role_selectors: Vec<RoleSelector>,
     pub carm_maps: Vec<CarmMap>,
     pub controllers: Vec<ControllerDeployment>,
@@ -178,7 +180,7 @@ impl ClusterSnapshot {
             Object::Namespace(ns) => {
                 self.namespaces.insert(ns.name.clone(), ns);
             }
-            Object::Resource(r) => self.resources.push(r),
+            Object::Resource(r) => self.resources.push(Arc::new(r)),
             Object::RoleSelector(s) => self.role_selectors.push(s),
             Object::CarmMap(m) => self.carm_maps.push(m),
             Object::Controller(c) => self.controllers.push(c),
