@@ -11,14 +11,18 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::{Config, DEFAULT_WINDOW};
+use crate::evaluate::cloudtrail::{self, TrailEvidence, TrailTally};
+use crate::evaluate::{Evaluation, EvaluationCache, evaluate_with};
+use crate::model::{ClusterSnapshot, ParseError};
 use crate::offline::{self, Input, Offline, Window};
 use crate::output::audit::{AuditReport, TrailInput};
 use crate::output::metrics::{Options, ResourceCache, ResourceInput, TrailMetrics};
 use crate::output::page;
 use crate::output::web::{self, AppState, Published, SHUTDOWN_GRACE};
+use crate::source::kube::{self as kube_source, KubeOptions, LiveCluster};
 use crate::telemetry::{self, Telemetry, label};
 
 /// Where `serve` reads from.
@@ -27,6 +31,11 @@ pub enum Sources {
     Demo,
     Offline {
         kube_dir: PathBuf,
+        cloudtrail_dir: Option<PathBuf>,
+    },
+    /// A live cluster (kubeconfig or in-cluster), with trail files for the CloudTrail side.
+    Live {
+        kube: KubeOptions,
         cloudtrail_dir: Option<PathBuf>,
     },
 }
@@ -51,21 +60,32 @@ pub fn parse_listen_address(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("--web.listen-address {s:?}: expected [HOST]:PORT, e.g. :9754"))
 }
 
-/// Turns an offline read into what scrapes and page views see, and the health gauges.
-pub fn publish(state: &AppState, loaded: &Offline, config: &Config, cache: &mut ResourceCache) {
-    let versions: std::collections::HashMap<&str, &str> = loaded
-        .evaluation
+/// CloudTrail input as the publisher sees it.
+pub struct TrailView<'a> {
+    pub tally: &'a TrailTally,
+    pub evidence: &'a TrailEvidence,
+    pub files: usize,
+    pub errors: &'a [ParseError],
+}
+
+/// Turns a snapshot and its verdicts into what scrapes and page views see.
+pub fn publish(
+    state: &AppState,
+    snapshot: &ClusterSnapshot,
+    evaluation: &Evaluation,
+    trail: Option<&TrailView>,
+    config: &Config,
+    cache: &mut ResourceCache,
+) {
+    let versions: std::collections::HashMap<&str, &str> = evaluation
         .controllers
         .iter()
         .filter_map(|c| Some((c.deployment.as_deref()?, c.version.as_deref()?)))
         .collect();
-    let inputs = loaded.evaluation.resources.iter().map(|v| ResourceInput {
-        resource: &loaded.snapshot.resources[v.index],
+    let inputs = evaluation.resources.iter().map(|v| ResourceInput {
+        resource: &snapshot.resources[v.index],
         ownership: &v.ownership,
-        evidence: loaded
-            .trail
-            .as_ref()
-            .and_then(|t| t.evidence.resources.get(&v.index)),
+        evidence: trail.and_then(|t| t.evidence.resources.get(&v.index)),
         controller_version: v
             .ownership
             .controller
@@ -73,9 +93,9 @@ pub fn publish(state: &AppState, loaded: &Offline, config: &Config, cache: &mut 
             .and_then(|d| versions.get(d).copied()),
     });
     let window_seconds = config.cloudtrail.window.unwrap_or(DEFAULT_WINDOW).as_secs();
-    let trail_metrics = loaded.trail.as_ref().map(|t| TrailMetrics {
-        tally: &t.tally,
-        evidence: &t.evidence,
+    let trail_metrics = trail.map(|t| TrailMetrics {
+        tally: t.tally,
+        evidence: t.evidence,
         window_seconds,
     });
     let options = Options {
@@ -83,17 +103,185 @@ pub fn publish(state: &AppState, loaded: &Offline, config: &Config, cache: &mut 
     };
     let exposition = cache.prepare(inputs, trail_metrics.as_ref(), options);
 
-    let trail_input = loaded.trail.as_ref().map(|t| TrailInput {
+    let trail_input = trail.map(|t| TrailInput {
+        tally: t.tally,
+        evidence: t.evidence,
+        files: t.files,
+        errors: t.errors,
+    });
+    let report = AuditReport::build(snapshot, evaluation, trail_input.as_ref());
+    let page = page::render(&report, &state.telemetry_path);
+    state
+        .published
+        .store(Arc::new(Published { exposition, page }));
+}
+
+fn publish_offline(state: &AppState, loaded: &Offline, config: &Config, cache: &mut ResourceCache) {
+    let view = loaded.trail.as_ref().map(|t| TrailView {
         tally: &t.tally,
         evidence: &t.evidence,
         files: t.files,
         errors: &t.errors,
     });
-    let report = AuditReport::build(&loaded.snapshot, &loaded.evaluation, trail_input.as_ref());
-    let page = page::render(&report, &state.telemetry_path);
-    state
-        .published
-        .store(Arc::new(Published { exposition, page }));
+    publish(
+        state,
+        &loaded.snapshot,
+        &loaded.evaluation,
+        view.as_ref(),
+        config,
+        cache,
+    );
+}
+
+/// How long the publisher waits after a change for more changes to arrive.
+const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The trail files read for a live cluster: (tally, files, problems).
+type LiveTrail = Option<(TrailTally, usize, Vec<ParseError>)>;
+
+/// Republishes whenever the live cluster changes (debounced), re-judging and re-rendering
+/// only what changed. The CPU work runs on the blocking pool so scrapes never wait for it.
+async fn live_publisher(
+    state: Arc<AppState>,
+    live: Arc<LiveCluster>,
+    config: Arc<Config>,
+    trail: Arc<LiveTrail>,
+    at: Option<i64>,
+) {
+    let bounds = trail.as_ref().as_ref().and_then(|(tally, _, _)| {
+        cloudtrail::window_bounds(
+            tally.newest,
+            at,
+            Some(config.cloudtrail.window.unwrap_or(DEFAULT_WINDOW)),
+        )
+    });
+    let mut caches = (EvaluationCache::default(), ResourceCache::default());
+    loop {
+        live.changed.notified().await;
+        tokio::time::sleep(DEBOUNCE).await;
+        let (state, live, config, trail) =
+            (state.clone(), live.clone(), config.clone(), trail.clone());
+        let (mut evaluations, mut renders) = caches;
+        let job = tokio::task::spawn_blocking(move || {
+            publish_live(
+                &state,
+                &live,
+                &config,
+                trail.as_ref().as_ref(),
+                bounds,
+                &mut evaluations,
+                &mut renders,
+            );
+            (evaluations, renders)
+        });
+        caches = match job.await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!("publishing failed: {e}");
+                (EvaluationCache::default(), ResourceCache::default())
+            }
+        };
+    }
+}
+
+fn publish_live(
+    state: &AppState,
+    live: &LiveCluster,
+    config: &Config,
+    trail: Option<&(TrailTally, usize, Vec<ParseError>)>,
+    bounds: Option<(i64, i64)>,
+    evaluations: &mut EvaluationCache,
+    renders: &mut ResourceCache,
+) {
+    let snapshot = live.snapshot();
+    let evaluation = evaluate_with(evaluations, &snapshot, config);
+    let evidence = trail.map(|(tally, _, _)| {
+        cloudtrail::evidence(
+            tally,
+            &snapshot,
+            &evaluation,
+            &config.cloudtrail.identifiers,
+            bounds,
+        )
+    });
+    let view = match (trail, &evidence) {
+        (Some((tally, files, errors)), Some(evidence)) => Some(TrailView {
+            tally,
+            evidence,
+            files: *files,
+            errors,
+        }),
+        _ => None,
+    };
+    publish(
+        state,
+        &snapshot,
+        &evaluation,
+        view.as_ref(),
+        config,
+        renders,
+    );
+    let t = &state.telemetry;
+    t.source_up
+        .get_or_create(&label("source", "kube"))
+        .set(i64::from(live.is_healthy()));
+    t.kube_objects.clear();
+    for ((group, kind), n) in &snapshot.object_kinds {
+        t.kube_objects
+            .get_or_create(&vec![
+                ("group".to_string(), group.clone()),
+                ("kind".to_string(), kind.clone()),
+            ])
+            .set(*n as i64);
+    }
+    if live.is_ready() && !state.ready.swap(true, Ordering::AcqRel) {
+        info!(
+            resources = snapshot.resources.len(),
+            "first full sync published; ready"
+        );
+    }
+    debug!(
+        evaluated = evaluations.evaluated_last,
+        rendered = renders.rendered_last,
+        "published"
+    );
+}
+
+/// Reads the trail files that accompany a live cluster (once, at start).
+fn read_live_trail(state: &AppState, dir: Option<PathBuf>) -> LiveTrail {
+    let t = &state.telemetry;
+    let Some(dir) = dir else {
+        info!(
+            "no CloudTrail input (no --cloudtrail-dir, no cloudtrail.accounts): the CloudTrail side is off"
+        );
+        t.source_up
+            .get_or_create(&label("source", "cloudtrail"))
+            .set(0);
+        return None;
+    };
+    let mut tally = TrailTally::default();
+    match offline::read_trail(Input::Dir(&dir), &mut tally) {
+        Ok((files, errors)) => {
+            for e in &errors {
+                warn!("{e}");
+            }
+            t.source_up
+                .get_or_create(&label("source", "cloudtrail_dir"))
+                .set(1);
+            t.parse_errors
+                .get_or_create(&label("source", "cloudtrail_dir"))
+                .inc_by(errors.len() as u64);
+            t.duplicates.inc_by(tally.duplicates);
+            Some((tally, files, errors))
+        }
+        Err(e) => {
+            warn!("{e}");
+            t.source_up
+                .get_or_create(&label("source", "cloudtrail_dir"))
+                .set(0);
+            None
+        }
+    }
 }
 
 /// Health gauges for an offline read (done once, so counters are simply raised to the totals).
@@ -163,13 +351,19 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
             }
         }
     }
+    // A live cluster must be reachable in principle (config found) before we listen.
+    let kube_client = match &opts.sources {
+        Sources::Live { kube, .. } => Some(kube_source::client(kube).await?),
+        _ => None,
+    };
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| format!("--web.listen-address {addr}: {e}"))?;
-    let state = Arc::new(AppState::new(
-        Telemetry::new(telemetry::VERSION, telemetry::REVISION),
-        &opts.telemetry_path,
-    ));
+    let mut telemetry = Telemetry::new(telemetry::VERSION, telemetry::REVISION);
+    if kube_client.is_some() {
+        telemetry.enable_live_kube();
+    }
+    let state = Arc::new(AppState::new(Arc::new(telemetry), &opts.telemetry_path));
     info!(address = %listener.local_addr().map_or(addr, |a| a), "listening");
 
     // Read the sources in the background: /healthz answers at once, /readyz after the read.
@@ -180,57 +374,79 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
         at,
         ..
     } = opts;
-    let loader = tokio::task::spawn_blocking(move || {
-        let window = Window {
-            length: Some(config.cloudtrail.window.unwrap_or(DEFAULT_WINDOW)),
-            at,
-        };
-        let loaded = match &sources {
-            Sources::Demo => offline::load(
-                Input::Embedded(crate::demo::CLUSTER),
-                Some(Input::Embedded(crate::demo::CLOUDTRAIL)),
-                &config,
-                window,
-            ),
-            Sources::Offline {
-                kube_dir,
-                cloudtrail_dir,
-            } => offline::load(
-                Input::Dir(kube_dir),
-                cloudtrail_dir.as_deref().map(Input::Dir),
-                &config,
-                window,
-            ),
-        };
-        match loaded {
-            Ok(loaded) => {
-                for e in loaded
-                    .snapshot
-                    .parse_errors
-                    .iter()
-                    .chain(loaded.trail.iter().flat_map(|t| t.errors.iter()))
-                {
-                    warn!("{e}");
-                }
-                record_health(&loader_state.telemetry, &loaded);
-                let mut cache = ResourceCache::default();
-                publish(&loader_state, &loaded, &config, &mut cache);
-                loader_state.ready.store(true, Ordering::Release);
-                info!(
-                    resources = loaded.evaluation.resources.len(),
-                    "sources read; ready"
-                );
-            }
-            Err(e) => {
-                warn!("{e}");
-                loader_state
-                    .telemetry
-                    .source_up
-                    .get_or_create(&label("source", "kube_dir"))
-                    .set(0);
-            }
+    let loader = match sources {
+        Sources::Live {
+            kube,
+            cloudtrail_dir,
+        } => {
+            let client = kube_client.expect("built above for a live source");
+            let live = LiveCluster::new(loader_state.telemetry.clone());
+            kube_source::start(client, kube, live.clone());
+            tokio::spawn(async move {
+                let reader_state = loader_state.clone();
+                let trail = tokio::task::spawn_blocking(move || {
+                    read_live_trail(&reader_state, cloudtrail_dir)
+                })
+                .await
+                .unwrap_or(None);
+                // Publish at least once even if the cluster is quiet.
+                live.changed.notify_one();
+                live_publisher(loader_state, live, Arc::new(config), Arc::new(trail), at).await;
+            })
         }
-    });
+        sources => tokio::task::spawn_blocking(move || {
+            let window = Window {
+                length: Some(config.cloudtrail.window.unwrap_or(DEFAULT_WINDOW)),
+                at,
+            };
+            let loaded = match &sources {
+                Sources::Demo => offline::load(
+                    Input::Embedded(crate::demo::CLUSTER),
+                    Some(Input::Embedded(crate::demo::CLOUDTRAIL)),
+                    &config,
+                    window,
+                ),
+                Sources::Offline {
+                    kube_dir,
+                    cloudtrail_dir,
+                } => offline::load(
+                    Input::Dir(kube_dir),
+                    cloudtrail_dir.as_deref().map(Input::Dir),
+                    &config,
+                    window,
+                ),
+                Sources::Live { .. } => unreachable!("handled above"),
+            };
+            match loaded {
+                Ok(loaded) => {
+                    for e in loaded
+                        .snapshot
+                        .parse_errors
+                        .iter()
+                        .chain(loaded.trail.iter().flat_map(|t| t.errors.iter()))
+                    {
+                        warn!("{e}");
+                    }
+                    record_health(&loader_state.telemetry, &loaded);
+                    let mut cache = ResourceCache::default();
+                    publish_offline(&loader_state, &loaded, &config, &mut cache);
+                    loader_state.ready.store(true, Ordering::Release);
+                    info!(
+                        resources = loaded.evaluation.resources.len(),
+                        "sources read; ready"
+                    );
+                }
+                Err(e) => {
+                    warn!("{e}");
+                    loader_state
+                        .telemetry
+                        .source_up
+                        .get_or_create(&label("source", "kube_dir"))
+                        .set(0);
+                }
+            }
+        }),
+    };
 
     let graceful = GracefulShutdown::new();
     let mut shutdown = pin!(shutdown_signal());
@@ -261,6 +477,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(SHUTDOWN_GRACE) => warn!("connections still open after {SHUTDOWN_GRACE:?}; closing"),
     }
-    loader.abort();
+    // The live publisher runs for the process's lifetime; leave it to the runtime's end.
+    drop(loader);
     Ok(())
 }

@@ -88,9 +88,12 @@ struct ServeArgs {
     /// Serve the bundled demo (cluster, trail and config compiled into the binary).
     #[arg(long, conflicts_with_all = ["kube_dir", "cloudtrail_dir", "config"])]
     demo: bool,
-    /// Folder of `kubectl get ... -o yaml|json` output, read recursively.
-    #[arg(long, value_name = "DIR", required_unless_present = "demo")]
+    /// Folder of `kubectl get ... -o yaml|json` output, read recursively. Without it (and
+    /// without --demo) the exporter watches the cluster of the kubeconfig or in-cluster config.
+    #[arg(long, value_name = "DIR")]
     kube_dir: Option<PathBuf>,
+    #[command(flatten)]
+    kube: KubeArgs,
     /// Folder of CloudTrail files, read recursively.
     #[arg(long, value_name = "DIR")]
     cloudtrail_dir: Option<PathBuf>,
@@ -100,6 +103,35 @@ struct ServeArgs {
     /// Config file (YAML).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+}
+
+/// Reaching a live cluster (used when no --kube-dir is given).
+#[derive(clap::Args)]
+struct KubeArgs {
+    /// Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster).
+    #[arg(long, value_name = "FILE", conflicts_with = "kube_dir")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use.
+    #[arg(long, value_name = "NAME", conflicts_with = "kube_dir")]
+    context: Option<String>,
+    /// Only ACK resources in this namespace (repeatable; default: all namespaces).
+    #[arg(
+        long = "namespace",
+        value_name = "NAMESPACE",
+        conflicts_with = "kube_dir"
+    )]
+    namespaces: Vec<String>,
+}
+
+impl KubeArgs {
+    fn options(&self, config: &Config) -> ack_drift_exporter::source::kube::KubeOptions {
+        ack_drift_exporter::source::kube::KubeOptions {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            namespaces: self.namespaces.clone(),
+            controller_namespaces: config.kube.controller_namespaces.clone(),
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -177,10 +209,10 @@ fn serve(args: ServeArgs) -> ExitCode {
             kube_dir,
             cloudtrail_dir: args.cloudtrail_dir,
         },
-        (false, None) => {
-            eprintln!("error: --kube-dir DIR (or --demo) is required");
-            return ExitCode::from(EXIT_USAGE);
-        }
+        (false, None) => exporter::Sources::Live {
+            kube: args.kube.options(&config),
+            cloudtrail_dir: args.cloudtrail_dir,
+        },
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -200,7 +232,10 @@ fn serve(args: ServeArgs) -> ExitCode {
         config,
         at: args.at,
     };
-    match runtime.block_on(exporter::run(options)) {
+    let result = runtime.block_on(exporter::run(options));
+    // Background watches end with the runtime; do not wait for them.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

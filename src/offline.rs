@@ -56,7 +56,11 @@ pub fn read_cluster(input: Input) -> Result<ClusterSnapshot, String> {
     }
 }
 
-fn read_trail(input: Input, tally: &mut TrailTally) -> Result<(usize, Vec<ParseError>), String> {
+/// Reads trail input into `tally`; returns the files read and the problems met.
+pub fn read_trail(
+    input: Input,
+    tally: &mut TrailTally,
+) -> Result<(usize, Vec<ParseError>), String> {
     match input {
         Input::Dir(dir) => trail_dir::read_trail_dir(dir, &mut |r| {
             tally.ingest(r);

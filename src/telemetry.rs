@@ -24,6 +24,8 @@ pub struct Telemetry {
     pub parse_errors: Family<Labels, Counter>,
     pub duplicates: Counter,
     pub scrape_duration: Gauge<f64, AtomicU64>,
+    /// Registered only with a live Kubernetes source.
+    pub kube_watch_restarts: Family<Labels, Counter>,
 }
 
 /// Registers `metric` under the contract's family: prometheus-client adds `_total` to
@@ -52,6 +54,7 @@ impl Telemetry {
             parse_errors: Family::default(),
             duplicates: Counter::default(),
             scrape_duration: Gauge::default(),
+            kube_watch_restarts: Family::default(),
             registry,
         };
         register(
@@ -80,6 +83,15 @@ impl Telemetry {
             t.scrape_duration.clone(),
         );
         t
+    }
+
+    /// Adds the families only a live Kubernetes source feeds.
+    pub fn enable_live_kube(&mut self) {
+        register(
+            &mut self.registry,
+            &contract::EXPORTER_KUBE_WATCH_RESTARTS,
+            self.kube_watch_restarts.clone(),
+        );
     }
 
     /// Appends the health families; OpenMetrics output ends with `# EOF`.

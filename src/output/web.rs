@@ -28,12 +28,12 @@ pub struct AppState {
     pub published: ArcSwap<Published>,
     /// Set once every source finished its first full read.
     pub ready: AtomicBool,
-    pub telemetry: Telemetry,
+    pub telemetry: Arc<Telemetry>,
     pub telemetry_path: String,
 }
 
 impl AppState {
-    pub fn new(telemetry: Telemetry, telemetry_path: &str) -> Self {
+    pub fn new(telemetry: Arc<Telemetry>, telemetry_path: &str) -> Self {
         AppState {
             published: ArcSwap::from_pointee(Published::default()),
             ready: AtomicBool::new(false),

@@ -1,4 +1,5 @@
 //! Sources only produce data: they read clusters and trails into the model, nothing more.
 
+pub mod kube;
 pub mod kube_dir;
 pub mod trail_dir;
