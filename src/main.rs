@@ -40,9 +40,12 @@ enum Command {
 
 #[derive(clap::Args)]
 struct AuditArgs {
-    /// Folder of `kubectl get ... -o yaml|json` output, read recursively.
-    #[arg(long, value_name = "DIR", required_unless_present = "demo")]
+    /// Folder of `kubectl get ... -o yaml|json` output, read recursively. Without it (and
+    /// without --demo) the audit lists the cluster of the kubeconfig or in-cluster config.
+    #[arg(long, value_name = "DIR")]
     kube_dir: Option<PathBuf>,
+    #[command(flatten)]
+    kube: KubeArgs,
     /// Audit the bundled demo (cluster, trail and config compiled into the binary).
     #[arg(long, conflicts_with_all = ["kube_dir", "cloudtrail_dir", "config"])]
     demo: bool,
@@ -253,18 +256,28 @@ fn audit(args: AuditArgs) -> ExitCode {
             Err(code) => return code,
         }
     };
+    let live_snapshot;
     let (cluster, trail) = if args.demo {
         (
             offline::Input::Embedded(demo::CLUSTER),
             Some(offline::Input::Embedded(demo::CLOUDTRAIL)),
         )
     } else {
-        let Some(dir) = &args.kube_dir else {
-            eprintln!("error: --kube-dir DIR (or --demo) is required");
-            return ExitCode::from(EXIT_USAGE);
+        let cluster = match &args.kube_dir {
+            Some(dir) => offline::Input::Dir(dir),
+            None => {
+                live_snapshot = match list_live_cluster(args.kube.options(&config)) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(EXIT_USAGE);
+                    }
+                };
+                offline::Input::Snapshot(&live_snapshot)
+            }
         };
         (
-            offline::Input::Dir(dir),
+            cluster,
             args.cloudtrail_dir.as_deref().map(offline::Input::Dir),
         )
     };
@@ -305,6 +318,32 @@ fn audit(args: AuditArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Lists a live cluster once (every watch's first full list) and returns its snapshot.
+fn list_live_cluster(
+    opts: ack_drift_exporter::source::kube::KubeOptions,
+) -> Result<ClusterSnapshot, String> {
+    use ack_drift_exporter::source::kube;
+    use ack_drift_exporter::telemetry::{REVISION, Telemetry, VERSION};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let result = runtime.block_on(async {
+        let client = kube::client(&opts).await?;
+        let mut telemetry = Telemetry::new(VERSION, REVISION);
+        telemetry.enable_live_kube();
+        let live = kube::LiveCluster::new(std::sync::Arc::new(telemetry));
+        kube::start(client, opts, live.clone());
+        if !kube::wait_ready(&live, std::time::Duration::from_secs(120)).await {
+            return Err("the cluster was not fully listed within 120 s (see the warnings above)".to_string());
+        }
+        Ok(live.snapshot())
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 fn check_config(args: CheckConfigArgs) -> ExitCode {

@@ -16,6 +16,8 @@ pub enum Input<'a> {
     Dir(&'a Path),
     /// Named files held in memory (the bundled demo).
     Embedded(&'a [(&'static str, &'static [u8])]),
+    /// A snapshot already taken (of a live cluster); only meaningful for the cluster side.
+    Snapshot(&'a ClusterSnapshot),
 }
 
 /// What the trail input gave.
@@ -53,6 +55,7 @@ pub fn read_cluster(input: Input) -> Result<ClusterSnapshot, String> {
             s.normalize();
             Ok(s)
         }
+        Input::Snapshot(s) => Ok(s.clone()),
     }
 }
 
@@ -77,6 +80,7 @@ pub fn read_trail(
             }
             Ok((files.len(), errors))
         }
+        Input::Snapshot(_) => Err("a cluster snapshot is no trail input".to_string()),
     }
 }
 
