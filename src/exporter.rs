@@ -391,6 +391,19 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
                 .unwrap_or(None);
                 // Publish at least once even if the cluster is quiet.
                 live.changed.notify_one();
+                // Health can change without any object changing (a watch recovers quietly).
+                let (health_state, health_live) = (loader_state.clone(), live.clone());
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+                    loop {
+                        tick.tick().await;
+                        health_state
+                            .telemetry
+                            .source_up
+                            .get_or_create(&label("source", "kube"))
+                            .set(i64::from(health_live.is_healthy()));
+                    }
+                });
                 live_publisher(loader_state, live, Arc::new(config), Arc::new(trail), at).await;
             })
         }

@@ -338,7 +338,10 @@ fn list_live_cluster(
         let live = kube::LiveCluster::new(std::sync::Arc::new(telemetry));
         kube::start(client, opts, live.clone());
         if !kube::wait_ready(&live, std::time::Duration::from_secs(120)).await {
-            return Err("the cluster was not fully listed within 120 s (see the warnings above)".to_string());
+            return Err(
+                "the cluster was not fully listed within 120 s (see the warnings above)"
+                    .to_string(),
+            );
         }
         Ok(live.snapshot())
     });

@@ -34,6 +34,9 @@ use crate::model::{
 };
 use crate::telemetry::{Telemetry, label};
 
+/// How long after its last error a watch counts as failing (see [`LiveCluster::is_healthy`]).
+pub const HEALTH_WINDOW: Duration = Duration::from_secs(35);
+
 /// How to reach the cluster and what to watch.
 #[derive(Debug, Clone, Default)]
 pub struct KubeOptions {
@@ -115,7 +118,8 @@ struct WatchState {
     /// Objects of a re-list in progress; replaces `objects` at `InitDone`.
     relist: Option<BTreeMap<(String, String), Stored>>,
     synced: bool,
-    healthy: bool,
+    /// When the watch last failed; cleared by the next event.
+    last_error: Option<std::time::Instant>,
     lists: u64,
     /// (group, kind) of the objects, for `kube_objects`.
     kind: (String, String),
@@ -160,7 +164,6 @@ impl LiveCluster {
         let mut s = self.lock();
         let w = s.watches.entry(id.clone()).or_default();
         w.kind = kind;
-        w.healthy = true;
     }
 
     fn unregister(&self, id: &WatchId) {
@@ -186,7 +189,7 @@ impl LiveCluster {
                 }
             }
             WatchEvent::Put(key, stored, initial) => {
-                w.healthy = true;
+                w.last_error = None;
                 match (&mut w.relist, initial) {
                     (Some(buffer), true) => {
                         buffer.insert(key, stored);
@@ -201,7 +204,7 @@ impl LiveCluster {
                     w.objects = buffer;
                 }
                 w.synced = true;
-                w.healthy = true;
+                w.last_error = None;
                 if !s.ready && s.watches.values().all(|w| w.synced) {
                     s.ready = true;
                 }
@@ -210,7 +213,7 @@ impl LiveCluster {
                 w.objects.remove(&key);
             }
             WatchEvent::Error(message) => {
-                w.healthy = false;
+                w.last_error = Some(std::time::Instant::now());
                 self.telemetry
                     .kube_watch_restarts
                     .get_or_create(&label("resource", &id.resource_label()))
@@ -241,9 +244,14 @@ impl LiveCluster {
         self.lock().ready
     }
 
-    /// True when no watch is failing right now.
+    /// True when no watch failed recently. A watch that recovers after an error may see no
+    /// event for a long time, so "recently" is longer than the watcher's longest backoff
+    /// (30 s): a watch still failing errs again within it.
     pub fn is_healthy(&self) -> bool {
-        self.lock().watches.values().all(|w| w.healthy)
+        self.lock()
+            .watches
+            .values()
+            .all(|w| w.last_error.is_none_or(|t| t.elapsed() > HEALTH_WINDOW))
     }
 
     /// The current facts, as a snapshot. Resources are shared, not copied.
