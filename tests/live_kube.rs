@@ -430,3 +430,27 @@ fn server_errors_at_start_delay_readiness_but_heal() {
         )
     });
 }
+
+#[test]
+fn without_crd_access_kinds_come_from_api_discovery() {
+    let fake = seed_fake();
+    fake.forbid_crds(true);
+    let kc = kubeconfig(&fake, "live-no-crds");
+    let server = Server::start(&["--kubeconfig", kc.to_str().unwrap()]);
+    eventually(&server, "seed visible through discovery", |s| {
+        has(
+            s,
+            &[
+                "ack_drift_resource_account_drift{",
+                "name=\"limit-amq-to-subnet-uat\"",
+            ],
+            1.0,
+        ) && has(
+            s,
+            &["ack_drift_exporter_source_up{source=\"kube_crds\"}"],
+            0.0,
+        )
+    });
+    let log = server.stderr.lock().unwrap().clone();
+    assert!(log.contains("falling back to API discovery"), "{log}");
+}

@@ -34,6 +34,21 @@ use crate::model::{
 };
 use crate::telemetry::{Telemetry, label};
 
+/// What the watches read cluster-wide besides the ACK kinds: (API group, resource). The shipped
+/// RBAC (deploy/kustomize/base/rbac.yaml) is held to these by a test.
+pub const CLUSTER_READS: &[(&str, &str)] = &[
+    ("apiextensions.k8s.io", "customresourcedefinitions"),
+    ("", "namespaces"),
+    ("services.k8s.aws", "iamroleselectors"),
+];
+
+/// What the watches read inside each controller namespace: (API group, resource).
+pub const CONTROLLER_NAMESPACE_READS: &[(&str, &str)] = &[
+    ("", "configmaps"),
+    ("apps", "deployments"),
+    ("", "serviceaccounts"),
+];
+
 /// How long after its last error a watch counts as failing (see [`LiveCluster::is_healthy`]).
 pub const HEALTH_WINDOW: Duration = Duration::from_secs(35);
 
@@ -499,52 +514,7 @@ async fn follow_crds(client: Client, opts: KubeOptions, live: Arc<LiveCluster>) 
 
     let ensure = |crd: &CustomResourceDefinition, running: &mut KindWatches| {
         let (gvk, plural) = ack_kind_of(crd)?;
-        let key = (gvk.group.clone(), gvk.kind.clone());
-        if let Some((version, _)) = running.get(&key)
-            && *version == gvk.version
-        {
-            return Some(key);
-        }
-        if let Some((_, old)) = running.remove(&key) {
-            for (wid, handle) in old {
-                handle.abort();
-                live.unregister(&wid);
-            }
-        }
-        let ar = ApiResource::from_gvk_with_plural(&gvk, &plural);
-        let mut handles = Vec::new();
-        let is_selector = gvk.group == "services.k8s.aws";
-        let scopes: Vec<Option<String>> = if is_selector || opts.namespaces.is_empty() {
-            vec![None]
-        } else {
-            opts.namespaces.iter().cloned().map(Some).collect()
-        };
-        for ns in scopes {
-            let wid = if is_selector {
-                WatchId::RoleSelectors
-            } else {
-                WatchId::Kind {
-                    group: gvk.group.clone(),
-                    kind: gvk.kind.clone(),
-                    namespace: ns.clone(),
-                }
-            };
-            live.register(&wid, (gvk.group.clone(), gvk.kind.clone()));
-            let api = match &ns {
-                Some(ns) => Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar),
-                None => Api::<DynamicObject>::all_with(client.clone(), &ar),
-            };
-            info!(group = %gvk.group, version = %gvk.version, kind = %gvk.kind, namespace = ?ns, "watching");
-            let handle = tokio::spawn(run_watch(
-                api,
-                watcher::Config::default(),
-                wid.clone(),
-                live.clone(),
-            ));
-            handles.push((wid, handle));
-        }
-        running.insert(key.clone(), (gvk.version.clone(), handles));
-        Some(key)
+        Some(ensure_kind(&client, &opts, &live, running, &gvk, &plural))
     };
 
     while let Some(event) = stream.next().await {
@@ -587,10 +557,141 @@ async fn follow_crds(client: Client, opts: KubeOptions, live: Arc<LiveCluster>) 
                 stop_kind(&mut running, &key, &live);
             }
             Err(e) => {
+                if is_forbidden(&e) {
+                    warn!(
+                        "listing CustomResourceDefinitions is forbidden ({e}); falling back to API discovery every {DISCOVERY_INTERVAL:?}: new kinds show up that late"
+                    );
+                    live.telemetry
+                        .source_up
+                        .get_or_create(&label("source", "kube_crds"))
+                        .set(0);
+                    drop(stream);
+                    follow_discovery(client, opts, live, running).await;
+                    return;
+                }
                 debug!("CRD watch: {e}");
                 live.on_event(&id, WatchEvent::Error(e.to_string()));
             }
         }
+    }
+}
+
+/// How often API discovery runs when CRDs cannot be watched.
+pub const DISCOVERY_INTERVAL: Duration = Duration::from_secs(30);
+
+fn is_forbidden(e: &watcher::Error) -> bool {
+    matches!(
+        e,
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+            | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+            if s.code == 403
+    )
+}
+
+/// Starts (or keeps) the watches of one ACK kind; returns its key.
+fn ensure_kind(
+    client: &Client,
+    opts: &KubeOptions,
+    live: &Arc<LiveCluster>,
+    running: &mut KindWatches,
+    gvk: &GroupVersionKind,
+    plural: &str,
+) -> (String, String) {
+    let key = (gvk.group.clone(), gvk.kind.clone());
+    if let Some((version, _)) = running.get(&key)
+        && *version == gvk.version
+    {
+        return key;
+    }
+    if let Some((_, old)) = running.remove(&key) {
+        for (wid, handle) in old {
+            handle.abort();
+            live.unregister(&wid);
+        }
+    }
+    let ar = ApiResource::from_gvk_with_plural(gvk, plural);
+    let mut handles = Vec::new();
+    let is_selector = gvk.group == "services.k8s.aws";
+    let scopes: Vec<Option<String>> = if is_selector || opts.namespaces.is_empty() {
+        vec![None]
+    } else {
+        opts.namespaces.iter().cloned().map(Some).collect()
+    };
+    for ns in scopes {
+        let wid = if is_selector {
+            WatchId::RoleSelectors
+        } else {
+            WatchId::Kind {
+                group: gvk.group.clone(),
+                kind: gvk.kind.clone(),
+                namespace: ns.clone(),
+            }
+        };
+        live.register(&wid, (gvk.group.clone(), gvk.kind.clone()));
+        let api = match &ns {
+            Some(ns) => Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar),
+            None => Api::<DynamicObject>::all_with(client.clone(), &ar),
+        };
+        info!(group = %gvk.group, version = %gvk.version, kind = %gvk.kind, namespace = ?ns, "watching");
+        let handle = tokio::spawn(run_watch(
+            api,
+            watcher::Config::default(),
+            wid.clone(),
+            live.clone(),
+        ));
+        handles.push((wid, handle));
+    }
+    running.insert(key.clone(), (gvk.version.clone(), handles));
+    key
+}
+
+/// Without CRD access: find ACK kinds through API discovery (`/apis`), periodically.
+async fn follow_discovery(
+    client: Client,
+    opts: KubeOptions,
+    live: Arc<LiveCluster>,
+    mut running: KindWatches,
+) {
+    let id = WatchId::Crds;
+    loop {
+        match kube::discovery::Discovery::new(client.clone()).run().await {
+            Ok(discovery) => {
+                let mut seen = BTreeSet::new();
+                for group in discovery.groups() {
+                    let name = group.name();
+                    let is_selector_group = name == "services.k8s.aws";
+                    if ack_service_of_group(name).is_none() && !is_selector_group {
+                        continue;
+                    }
+                    for (ar, _caps) in group.recommended_resources() {
+                        if is_selector_group && ar.kind != "IAMRoleSelector" {
+                            continue;
+                        }
+                        let gvk = GroupVersionKind::gvk(&ar.group, &ar.version, &ar.kind);
+                        seen.insert(ensure_kind(
+                            &client,
+                            &opts,
+                            &live,
+                            &mut running,
+                            &gvk,
+                            &ar.plural,
+                        ));
+                    }
+                }
+                let gone: Vec<_> = running
+                    .keys()
+                    .filter(|k| !seen.contains(*k))
+                    .cloned()
+                    .collect();
+                for key in gone {
+                    stop_kind(&mut running, &key, &live);
+                }
+                // The discovery pass stands in for the CRD list.
+                live.on_event(&id, WatchEvent::InitDone);
+            }
+            Err(e) => live.on_event(&id, WatchEvent::Error(format!("API discovery: {e}"))),
+        }
+        tokio::time::sleep(DISCOVERY_INTERVAL).await;
     }
 }
 
