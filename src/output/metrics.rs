@@ -283,7 +283,7 @@ family!(
     EXPORTER_SCRAPE_DURATION,
     "ack_drift_exporter_scrape_duration_seconds",
     Gauge,
-    "Time the previous scrape of this endpoint took to render.",
+    "Time the previous scrape of this endpoint took to render and send.",
     []
 );
 
@@ -600,16 +600,47 @@ pub struct Exposition {
 impl Exposition {
     /// Writes every family: header, then the prepared sample lines.
     pub fn write(&self, format: Format, out: &mut String) {
-        for (i, family) in RESOURCE_FAMILIES.iter().enumerate() {
-            family.write_header(format, out);
-            for chunks in &self.resources {
-                out.push_str(&chunks[i]);
+        let mut cursor = Cursor::default();
+        while self.fill(format, &mut cursor, out, usize::MAX) {}
+    }
+
+    /// Appends the next part of the exposition to `out` until it holds about `target` bytes;
+    /// returns false once everything was written. Lets a scrape stream the body in pieces
+    /// instead of holding all of it.
+    pub fn fill(
+        &self,
+        format: Format,
+        cursor: &mut Cursor,
+        out: &mut String,
+        target: usize,
+    ) -> bool {
+        while out.len() < target {
+            if cursor.family < RESOURCE_FAMILIES.len() {
+                if cursor.resource == 0 && !cursor.header_done {
+                    RESOURCE_FAMILIES[cursor.family].write_header(format, out);
+                    cursor.header_done = true;
+                }
+                match self.resources.get(cursor.resource) {
+                    Some(chunks) => {
+                        out.push_str(&chunks[cursor.family]);
+                        cursor.resource += 1;
+                    }
+                    None => {
+                        cursor.family += 1;
+                        cursor.resource = 0;
+                        cursor.header_done = false;
+                    }
+                }
+            } else {
+                let Some((family, body)) = self.blocks.get(cursor.block) else {
+                    return false;
+                };
+                family.write_header(format, out);
+                out.push_str(body);
+                cursor.block += 1;
             }
         }
-        for (family, body) in &self.blocks {
-            family.write_header(format, out);
-            out.push_str(body);
-        }
+        true
     }
 
     /// Bytes of prepared sample lines (headers excluded).
@@ -625,6 +656,15 @@ impl Exposition {
     pub fn is_empty(&self) -> bool {
         self.resources.is_empty() && self.blocks.is_empty()
     }
+}
+
+/// Where a streamed write of an [`Exposition`] stands.
+#[derive(Debug, Default, Clone)]
+pub struct Cursor {
+    family: usize,
+    resource: usize,
+    header_done: bool,
+    block: usize,
 }
 
 /// CloudTrail input to the exposition.

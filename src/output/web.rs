@@ -3,18 +3,21 @@
 
 use std::convert::Infallible;
 use std::io::Write as _;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming};
 use hyper::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, VARY};
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::metrics::{Exposition, Format};
+use super::metrics::{Cursor, Exposition, Format};
 use crate::telemetry::Telemetry;
 
 /// What a scrape or a page view reads: replaced whole when sources change.
@@ -43,8 +46,14 @@ impl AppState {
     }
 }
 
-fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+type ResponseBody = BoxBody<Bytes, Infallible>;
+
+fn full(bytes: impl Into<Bytes>) -> ResponseBody {
+    Full::new(bytes.into()).boxed()
+}
+
+fn text(status: StatusCode, body: &str) -> Response<ResponseBody> {
+    let mut r = Response::new(full(body.to_string()));
     *r.status_mut() = status;
     r.headers_mut().insert(
         CONTENT_TYPE,
@@ -67,35 +76,89 @@ fn wants_gzip(req: &Request<Incoming>) -> bool {
         })
 }
 
-/// Renders the full exposition for one scrape.
-pub fn scrape_body(state: &AppState, format: Format) -> String {
-    let started = Instant::now();
-    let published = state.published.load();
-    let mut body = String::with_capacity(published.exposition.len() + 8 * 1024);
-    published.exposition.write(format, &mut body);
-    state.telemetry.encode(format, &mut body);
-    state
-        .telemetry
-        .scrape_duration
-        .set(started.elapsed().as_secs_f64());
-    body
+/// Bytes handed to the socket at a time: a scrape never holds the whole body.
+const CHUNK: usize = 256 * 1024;
+
+/// A `/metrics` body produced piece by piece from the published exposition.
+struct ScrapeBody {
+    published: Arc<Published>,
+    format: Format,
+    cursor: Cursor,
+    /// The health families, encoded when the scrape starts; they end the body.
+    tail: Option<String>,
+    gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
+    telemetry: Arc<Telemetry>,
+    started: Instant,
+    done: bool,
 }
 
-fn metrics(state: &AppState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+impl Body for ScrapeBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        while !this.done {
+            let mut chunk = String::with_capacity(CHUNK + 16 * 1024);
+            let more =
+                this.published
+                    .exposition
+                    .fill(this.format, &mut this.cursor, &mut chunk, CHUNK);
+            if !more {
+                chunk.push_str(&this.tail.take().unwrap_or_default());
+                this.done = true;
+                this.telemetry
+                    .scrape_duration
+                    .set(this.started.elapsed().as_secs_f64());
+            }
+            let bytes = match &mut this.gzip {
+                None => Bytes::from(chunk),
+                Some(enc) => {
+                    let _ = enc.write_all(chunk.as_bytes());
+                    if this.done {
+                        let enc = this.gzip.take().expect("present");
+                        Bytes::from(enc.finish().unwrap_or_default())
+                    } else {
+                        Bytes::from(std::mem::take(enc.get_mut()))
+                    }
+                }
+            };
+            if !bytes.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
+        }
+        Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+}
+
+fn metrics(state: &AppState, req: &Request<Incoming>) -> Response<ResponseBody> {
     let format = Format::from_accept(req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()));
-    let body = scrape_body(state, format);
     let gzip = wants_gzip(req);
-    let bytes = if gzip {
-        let mut enc = flate2::write::GzEncoder::new(
-            Vec::with_capacity(body.len() / 8),
-            flate2::Compression::fast(),
-        );
-        let _ = enc.write_all(body.as_bytes());
-        Bytes::from(enc.finish().unwrap_or_default())
-    } else {
-        Bytes::from(body)
+    let mut tail = String::new();
+    state.telemetry.encode(format, &mut tail);
+    let body = ScrapeBody {
+        published: state.published.load_full(),
+        format,
+        cursor: Cursor::default(),
+        tail: Some(tail),
+        gzip: gzip.then(|| {
+            flate2::write::GzEncoder::new(
+                Vec::with_capacity(CHUNK / 4),
+                flate2::Compression::fast(),
+            )
+        }),
+        telemetry: state.telemetry.clone(),
+        started: Instant::now(),
+        done: false,
     };
-    let mut r = Response::new(Full::new(bytes));
+    let mut r = Response::new(body.boxed());
     let h = r.headers_mut();
     h.insert(
         CONTENT_TYPE,
@@ -111,7 +174,7 @@ fn metrics(state: &AppState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
 pub async fn handle(
     state: Arc<AppState>,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<ResponseBody>, Infallible> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
         r.headers_mut()
@@ -131,7 +194,7 @@ pub async fn handle(
             ),
             "/" => {
                 let page = state.published.load().page.clone();
-                let mut r = Response::new(Full::new(Bytes::from(page)));
+                let mut r = Response::new(full(page));
                 r.headers_mut().insert(
                     CONTENT_TYPE,
                     HeaderValue::from_static("text/html; charset=utf-8"),
