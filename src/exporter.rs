@@ -133,6 +133,17 @@ fn publish_offline(state: &AppState, loaded: &Offline, config: &Config, cache: &
     );
 }
 
+/// Hands memory freed after a (re)publish back to the OS. glibc keeps freed heap pages
+/// mapped, so the transient objects of a full list (pages of whole Kubernetes objects) would
+/// otherwise stay in RSS for good.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it takes no pointers.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// How long the publisher waits after a change for more changes to arrive.
 const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -443,11 +454,13 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
                     record_health(&loader_state.telemetry, &loaded);
                     let mut cache = ResourceCache::default();
                     publish_offline(&loader_state, &loaded, &config, &mut cache);
+                    let resources = loaded.evaluation.resources.len();
+                    // Offline input never changes: keep only what was published.
+                    drop(loaded);
+                    drop(cache);
+                    release_freed_memory();
                     loader_state.ready.store(true, Ordering::Release);
-                    info!(
-                        resources = loaded.evaluation.resources.len(),
-                        "sources read; ready"
-                    );
+                    info!(resources, "sources read; ready");
                 }
                 Err(e) => {
                     warn!("{e}");
