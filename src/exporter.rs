@@ -109,7 +109,7 @@ pub fn publish(
         files: t.files,
         errors: t.errors,
     });
-    let report = AuditReport::build(snapshot, evaluation, trail_input.as_ref());
+    let report = AuditReport::build_notable(snapshot, evaluation, trail_input.as_ref());
     let page = page::render(&report, &state.telemetry_path);
     state
         .published

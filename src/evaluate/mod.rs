@@ -22,8 +22,9 @@ pub use ownership::Ownership;
 pub struct ResourceVerdict {
     /// Index into `ClusterSnapshot::resources`.
     pub index: usize,
-    pub ownership: Ownership,
-    pub remediation: Vec<String>,
+    /// Shared with the evaluation cache: reusing a verdict copies a pointer.
+    pub ownership: Arc<Ownership>,
+    pub remediation: Arc<[String]>,
 }
 
 /// Everything evaluation says about a cluster.
@@ -42,7 +43,7 @@ pub fn evaluate(snapshot: &ClusterSnapshot, config: &Config) -> Evaluation {
 /// settings, the CARM maps of that controller's system namespace, the role selectors.
 #[derive(Default)]
 pub struct EvaluationCache {
-    entries: HashMap<(String, String, String, String), CachedVerdict>,
+    entries: HashMap<u64, CachedVerdict>,
     /// Resources judged by the last call (the rest were reused).
     pub evaluated_last: usize,
 }
@@ -50,8 +51,8 @@ pub struct EvaluationCache {
 struct CachedVerdict {
     resource: Arc<AckResource>,
     context: u64,
-    ownership: Ownership,
-    remediation: Vec<String>,
+    ownership: Arc<Ownership>,
+    remediation: Arc<[String]>,
 }
 
 /// A fingerprint of everything outside the resource that a verdict reads.
@@ -97,12 +98,7 @@ pub fn evaluate_with(
         let context = *contexts
             .entry((r.namespace.as_str(), slot))
             .or_insert_with(|| context_fingerprint(snapshot, controller, &r.namespace, selectors));
-        let key = (
-            r.gvk.group.clone(),
-            r.gvk.kind.clone(),
-            r.namespace.clone(),
-            r.name.clone(),
-        );
+        let key = r.identity_hash();
         let cached = match cache.entries.remove(&key) {
             Some(c) if Arc::ptr_eq(&c.resource, r) && c.context == context => c,
             _ => {
@@ -112,8 +108,8 @@ pub fn evaluate_with(
                 CachedVerdict {
                     resource: r.clone(),
                     context,
-                    ownership: o,
-                    remediation,
+                    ownership: Arc::new(o),
+                    remediation: remediation.into(),
                 }
             }
         };

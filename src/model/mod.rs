@@ -133,6 +133,17 @@ impl AckResource {
     pub fn condition(&self, type_: &str) -> Option<&Condition> {
         self.conditions.iter().find(|c| c.type_ == type_)
     }
+
+    /// A hash of what identifies the resource (group, kind, namespace, name): the key of the
+    /// per-resource caches, so they do not each keep copies of those strings. Caches verify a
+    /// hit (same `Arc`, or same content fingerprint), so a collision costs a recomputation,
+    /// never a wrong answer.
+    pub fn identity_hash(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (&self.gvk.group, &self.gvk.kind, &self.namespace, &self.name).hash(&mut h);
+        h.finish()
+    }
 }
 
 /// `services.k8s.aws/v1alpha1` IAMRoleSelector (cluster-scoped).

@@ -232,6 +232,25 @@ impl AuditReport {
         evaluation: &Evaluation,
         trail: Option<&TrailInput>,
     ) -> AuditReport {
+        Self::build_scoped(snapshot, evaluation, trail, false)
+    }
+
+    /// Like [`AuditReport::build`], listing only resources that drift or have a problem (the
+    /// summary still counts all): what the landing page shows, without a copy per resource.
+    pub fn build_notable(
+        snapshot: &ClusterSnapshot,
+        evaluation: &Evaluation,
+        trail: Option<&TrailInput>,
+    ) -> AuditReport {
+        Self::build_scoped(snapshot, evaluation, trail, true)
+    }
+
+    fn build_scoped(
+        snapshot: &ClusterSnapshot,
+        evaluation: &Evaluation,
+        trail: Option<&TrailInput>,
+        notable_only: bool,
+    ) -> AuditReport {
         let mut resources = Vec::new();
         let mut summary = Summary {
             resources: evaluation.resources.len(),
@@ -246,6 +265,9 @@ impl AuditReport {
             summary.region_drift += usize::from(o.region_drift);
             for p in &o.problems {
                 *summary.problems.entry(p.as_str()).or_default() += 1;
+            }
+            if notable_only && !o.account_drift && !o.region_drift && o.problems.is_empty() {
+                continue;
             }
             let evidence = trail.map(|t| {
                 t.evidence
@@ -299,7 +321,7 @@ impl AuditReport {
                 effect: o.effect,
                 error_events,
                 wrong_account_calls,
-                remediation: v.remediation.clone(),
+                remediation: v.remediation.to_vec(),
                 controller: o.controller.clone(),
                 runtime: o.runtime.as_str(),
                 called_account: o.called_account.clone(),

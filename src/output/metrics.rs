@@ -572,8 +572,8 @@ fn with<'a>(id: &[&'a str; 4], rest: &'a [String]) -> Vec<&'a str> {
 
 /// Per-resource rendered lines, kept between snapshots: a resource is rendered again only
 /// when something its lines depend on changed.
-/// (group, kind, namespace, name).
-type ResourceKey = (String, String, String, String);
+/// [`AckResource::identity_hash`]; a collision is caught by the content fingerprint.
+type ResourceKey = u64;
 
 /// A resource's rendered sample lines, one chunk per family of [`RESOURCE_FAMILIES`].
 type Chunks = Arc<[String; 8]>;
@@ -689,12 +689,7 @@ impl ResourceCache {
         self.rendered_last = 0;
         for input in resources {
             let r = input.resource;
-            let key = (
-                r.gvk.group.clone(),
-                r.gvk.kind.clone(),
-                r.namespace.clone(),
-                r.name.clone(),
-            );
+            let key = r.identity_hash();
             *counts
                 .entry((r.gvk.group.clone(), r.gvk.kind.clone(), r.namespace.clone()))
                 .or_default() += 1;
