@@ -176,7 +176,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_config(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
+/// The bundled demo's config with `--demo`, else `--config FILE`, else the defaults.
+fn load_config(demo: bool, path: Option<&PathBuf>) -> Result<Config, ExitCode> {
+    if demo {
+        return Ok(Config::parse(demo::CONFIG).expect("the bundled demo config is valid"));
+    }
     match path {
         Some(p) => Config::load(p).map_err(|e| {
             eprintln!("error: config {e}");
@@ -198,13 +202,9 @@ fn load_cluster(dir: &std::path::Path) -> Result<ClusterSnapshot, ExitCode> {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    let config = if args.demo {
-        Config::parse(demo::CONFIG).expect("the bundled demo config is valid")
-    } else {
-        match load_config(args.config.as_ref()) {
-            Ok(c) => c,
-            Err(code) => return code,
-        }
+    let config = match load_config(args.demo, args.config.as_ref()) {
+        Ok(c) => c,
+        Err(code) => return code,
     };
     let sources = match (args.demo, args.kube_dir) {
         (true, _) => exporter::Sources::Demo,
@@ -248,13 +248,9 @@ fn serve(args: ServeArgs) -> ExitCode {
 }
 
 fn audit(args: AuditArgs) -> ExitCode {
-    let config = if args.demo {
-        Config::parse(demo::CONFIG).expect("the bundled demo config is valid")
-    } else {
-        match load_config(args.config.as_ref()) {
-            Ok(c) => c,
-            Err(code) => return code,
-        }
+    let config = match load_config(args.demo, args.config.as_ref()) {
+        Ok(c) => c,
+        Err(code) => return code,
     };
     let live_snapshot;
     let (cluster, trail) = if args.demo {
@@ -350,7 +346,7 @@ fn list_live_cluster(
 }
 
 fn check_config(args: CheckConfigArgs) -> ExitCode {
-    let config = match load_config(args.config.as_ref()) {
+    let config = match load_config(false, args.config.as_ref()) {
         Ok(c) => c,
         Err(code) => return code,
     };
