@@ -6,11 +6,13 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{AckResource, Namespace, RoleSelector};
+use crate::model::{AckResource, Labels, Namespace, RoleSelector};
 
 /// True when every label of `selector` is on `labels` with the same value.
-fn labels_match(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+fn labels_match(selector: &BTreeMap<String, String>, labels: &Labels) -> bool {
+    selector
+        .iter()
+        .all(|(k, v)| labels.get(k) == Some(v.as_str()))
 }
 
 fn field_matches(want: &str, have: &str) -> bool {
@@ -22,7 +24,7 @@ pub fn matches(
     resource: &AckResource,
     namespace: Option<&Namespace>,
 ) -> bool {
-    let empty = BTreeMap::new();
+    let empty = Labels::default();
     let ns_labels = namespace.map(|n| &n.labels).unwrap_or(&empty);
     let names_ok = selector.namespace_names.is_empty()
         || selector
@@ -73,7 +75,7 @@ mod tests {
             },
             namespace: ns.into(),
             name: "x".into(),
-            labels: labels(l),
+            labels: labels(l).into(),
             ..Default::default()
         }
     }
@@ -81,7 +83,7 @@ mod tests {
     fn ns(name: &str, l: &[(&str, &str)]) -> Namespace {
         Namespace {
             name: name.into(),
-            labels: labels(l),
+            labels: labels(l).into(),
             ..Default::default()
         }
     }

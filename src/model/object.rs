@@ -247,7 +247,7 @@ fn namespace_of(r: &mut Reader, v: &Value, name: String) -> Namespace {
     let ann = r.string_map(v, "metadata.annotations");
     Namespace {
         name,
-        labels: r.string_map(v, "metadata.labels"),
+        labels: r.string_map(v, "metadata.labels").into(),
         owner_account_id: ann.get(annotations::OWNER_ACCOUNT_ID).cloned(),
         team_id: ann.get(annotations::TEAM_ID).cloned(),
         default_region: ann.get(annotations::DEFAULT_REGION).cloned(),
@@ -384,6 +384,10 @@ fn resource(
             last_transition_time: r.string(c, "lastTransitionTime"),
         });
     }
+    // A live source keeps one of these per resource: no spare capacity.
+    conditions.shrink_to_fit();
+    let mut ids = id_fields(v);
+    ids.shrink_to_fit();
     AckResource {
         gvk: Gvk {
             group: group.to_string(),
@@ -392,11 +396,11 @@ fn resource(
         },
         namespace,
         name,
-        labels: r.string_map(v, "metadata.labels"),
+        labels: r.string_map(v, "metadata.labels").into(),
         region_annotation: ann.get(annotations::REGION).cloned(),
         metadata,
         conditions,
-        id_fields: id_fields(v),
+        id_fields: ids,
     }
 }
 

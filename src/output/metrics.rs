@@ -469,16 +469,25 @@ impl ResourceInput<'_> {
         h.finish()
     }
 
-    /// One chunk of sample lines per family of [`RESOURCE_FAMILIES`].
-    pub fn render(&self, options: Options) -> [String; 8] {
+    /// The resource's label prefix and one chunk of line tails per family of
+    /// [`RESOURCE_FAMILIES`].
+    pub fn render(&self, options: Options) -> RenderedResource {
         let r = self.resource;
         let o = self.ownership;
-        let id = [
-            r.gvk.group.as_str(),
-            r.gvk.kind.as_str(),
-            r.namespace.as_str(),
-            r.name.as_str(),
-        ];
+        let mut prefix = String::new();
+        for (i, (k, v)) in RES_LABELS
+            .iter()
+            .zip([&r.gvk.group, &r.gvk.kind, &r.namespace, &r.name])
+            .enumerate()
+        {
+            if i > 0 {
+                prefix.push(',');
+            }
+            prefix.push_str(k);
+            prefix.push_str("=\"");
+            escape_into(&mut prefix, v);
+            prefix.push('"');
+        }
         let s = |v: &Option<String>| v.as_deref().unwrap_or("").to_string();
         let mut out: [String; 8] = Default::default();
 
@@ -488,7 +497,7 @@ impl ResourceInput<'_> {
             s(&o.arn_account),
             self.controller_version.unwrap_or("").to_string(),
         ];
-        sample(&mut out[0], &RESOURCE_INFO, &with(&id, &info), 1);
+        tail(&mut out[0], &RESOURCE_INFO, &info, 1);
 
         if o.account_drift || !options.omit_zero_series {
             let labels = [
@@ -497,10 +506,10 @@ impl ResourceInput<'_> {
                 o.account_source.map_or("", |x| x.as_str()).to_string(),
                 o.effect.map_or("", |x| x.as_str()).to_string(),
             ];
-            sample(
+            tail(
                 &mut out[1],
                 &RESOURCE_ACCOUNT_DRIFT,
-                &with(&id, &labels),
+                &labels,
                 u8::from(o.account_drift),
             );
         }
@@ -510,64 +519,83 @@ impl ResourceInput<'_> {
                 s(&o.expected_region),
                 o.region_source.map_or("", |x| x.as_str()).to_string(),
             ];
-            sample(
+            tail(
                 &mut out[2],
                 &RESOURCE_REGION_DRIFT,
-                &with(&id, &labels),
+                &labels,
                 u8::from(o.region_drift),
             );
         }
         for p in &o.problems {
-            sample(
-                &mut out[3],
-                &RESOURCE_PROBLEM,
-                &with(&id, &[p.as_str().to_string()]),
-                1,
-            );
+            tail(&mut out[3], &RESOURCE_PROBLEM, &[p.as_str().to_string()], 1);
         }
         for c in &r.conditions {
-            sample(
+            tail(
                 &mut out[4],
                 &RESOURCE_CONDITION,
-                &with(&id, &[c.type_.clone(), c.status.clone()]),
+                &[c.type_.clone(), c.status.clone()],
                 1,
             );
             if let Some(t) = c.last_transition_time.as_deref().and_then(parse_rfc3339) {
-                sample(
+                tail(
                     &mut out[5],
                     &RESOURCE_CONDITION_TRANSITION,
-                    &with(&id, std::slice::from_ref(&c.type_)),
+                    std::slice::from_ref(&c.type_),
                     t,
                 );
             }
         }
         if let Some(ev) = self.evidence {
             for ((account, region, code), n) in &ev.error_events {
-                sample(
+                tail(
                     &mut out[6],
                     &RESOURCE_ERROR_EVENTS,
-                    &with(&id, &[account.clone(), region.clone(), code.clone()]),
+                    &[account.clone(), region.clone(), code.clone()],
                     n,
                 );
             }
             for (account, n) in &ev.wrong_account_calls {
-                sample(
+                tail(
                     &mut out[7],
                     &RESOURCE_WRONG_ACCOUNT_CALLS,
-                    &with(&id, &[account.clone(), s(&o.expected_account)]),
+                    &[account.clone(), s(&o.expected_account)],
                     n,
                 );
             }
         }
-        out
+        for line in &mut out {
+            line.shrink_to_fit();
+        }
+        prefix.shrink_to_fit();
+        RenderedResource { prefix, lines: out }
     }
 }
 
-fn with<'a>(id: &[&'a str; 4], rest: &'a [String]) -> Vec<&'a str> {
-    id.iter()
-        .copied()
-        .chain(rest.iter().map(String::as_str))
-        .collect()
+/// The labels every per-resource series starts with.
+const RES_LABELS: [&str; 4] = ["group", "kind", "namespace", "name"];
+
+/// A resource's prepared lines, stored without the parts they share: each line is written as
+/// `<family name>{<prefix><tail>`, so the four identifying labels are kept once per resource
+/// instead of once per series.
+#[derive(Debug)]
+pub struct RenderedResource {
+    /// `group="..",kind="..",namespace="..",name=".."`, escaped.
+    prefix: String,
+    /// Per family, the tails: `,label="value"...} value\n` per series.
+    lines: [String; 8],
+}
+
+/// Writes the tail of a per-resource sample: the labels after the four identifying ones.
+fn tail(out: &mut String, family: &Family, labels: &[String], value: impl std::fmt::Display) {
+    debug_assert_eq!(labels.len() + 4, family.labels.len(), "{}", family.name);
+    for (k, v) in family.labels[4..].iter().zip(labels) {
+        out.push(',');
+        out.push_str(k);
+        out.push_str("=\"");
+        escape_into(out, v);
+        out.push('"');
+    }
+    let _ = writeln!(out, "}} {value}");
 }
 
 /// Per-resource rendered lines, kept between snapshots: a resource is rendered again only
@@ -575,8 +603,8 @@ fn with<'a>(id: &[&'a str; 4], rest: &'a [String]) -> Vec<&'a str> {
 /// [`AckResource::identity_hash`]; a collision is caught by the content fingerprint.
 type ResourceKey = u64;
 
-/// A resource's rendered sample lines, one chunk per family of [`RESOURCE_FAMILIES`].
-type Chunks = Arc<[String; 8]>;
+/// A resource's rendered sample lines, shared by the cache and the published exposition.
+type Chunks = Arc<RenderedResource>;
 
 /// A resource's input fingerprint and its rendered chunks.
 type Rendered = (u64, Chunks);
@@ -621,8 +649,14 @@ impl Exposition {
                     cursor.header_done = true;
                 }
                 match self.resources.get(cursor.resource) {
-                    Some(chunks) => {
-                        out.push_str(&chunks[cursor.family]);
+                    Some(r) => {
+                        let name = RESOURCE_FAMILIES[cursor.family].name;
+                        for line in r.lines[cursor.family].split_inclusive('\n') {
+                            out.push_str(name);
+                            out.push('{');
+                            out.push_str(&r.prefix);
+                            out.push_str(line);
+                        }
                         cursor.resource += 1;
                     }
                     None => {
@@ -648,7 +682,17 @@ impl Exposition {
         let resources: usize = self
             .resources
             .iter()
-            .map(|c| c.iter().map(String::len).sum::<usize>())
+            .map(|r| {
+                r.lines
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| {
+                        l.len()
+                            + l.matches('\n').count()
+                                * (RESOURCE_FAMILIES[i].name.len() + 1 + r.prefix.len())
+                    })
+                    .sum::<usize>()
+            })
             .sum();
         resources + self.blocks.iter().map(|(_, b)| b.len()).sum::<usize>()
     }
