@@ -391,7 +391,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
             cloudtrail_dir,
         } => {
             let client = kube_client.expect("built above for a live source");
-            let live = LiveCluster::new(loader_state.telemetry.clone());
+            let live = LiveCluster::new(loader_state.telemetry.clone(), cloudtrail_dir.is_some());
             kube_source::start(client, kube, live.clone());
             tokio::spawn(async move {
                 let reader_state = loader_state.clone();

@@ -262,7 +262,10 @@ fn audit(args: AuditArgs) -> ExitCode {
         let cluster = match &args.kube_dir {
             Some(dir) => offline::Input::Dir(dir),
             None => {
-                live_snapshot = match list_live_cluster(args.kube.options(&config)) {
+                live_snapshot = match list_live_cluster(
+                    args.kube.options(&config),
+                    args.cloudtrail_dir.is_some(),
+                ) {
                     Ok(s) => s,
                     Err(e) => {
                         eprintln!("error: {e}");
@@ -319,6 +322,7 @@ fn audit(args: AuditArgs) -> ExitCode {
 /// Lists a live cluster once (every watch's first full list) and returns its snapshot.
 fn list_live_cluster(
     opts: ack_drift_exporter::source::kube::KubeOptions,
+    keep_identifiers: bool,
 ) -> Result<ClusterSnapshot, String> {
     use ack_drift_exporter::source::kube;
     use ack_drift_exporter::telemetry::{REVISION, Telemetry, VERSION};
@@ -331,7 +335,7 @@ fn list_live_cluster(
         let client = kube::client(&opts).await?;
         let mut telemetry = Telemetry::new(VERSION, REVISION);
         telemetry.enable_live_kube();
-        let live = kube::LiveCluster::new(std::sync::Arc::new(telemetry));
+        let live = kube::LiveCluster::new(std::sync::Arc::new(telemetry), keep_identifiers);
         kube::start(client, opts, live.clone());
         if !kube::wait_ready(&live, std::time::Duration::from_secs(120)).await {
             return Err(

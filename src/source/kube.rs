@@ -157,15 +157,20 @@ struct State {
 /// The cluster as the watches see it, shared by the watch tasks and the publisher.
 pub struct LiveCluster {
     state: Mutex<State>,
+    /// Whether resources keep their identifier strings (only CloudTrail attribution reads them).
+    keep_identifiers: bool,
     /// Woken on every change; the publisher debounces.
     pub changed: Notify,
     telemetry: Arc<Telemetry>,
 }
 
 impl LiveCluster {
-    pub fn new(telemetry: Arc<Telemetry>) -> Arc<Self> {
+    /// `keep_identifiers`: keep the identifier strings CloudTrail attribution needs; without a
+    /// CloudTrail side they are dropped on arrival.
+    pub fn new(telemetry: Arc<Telemetry>, keep_identifiers: bool) -> Arc<Self> {
         Arc::new(LiveCluster {
             state: Mutex::new(State::default()),
+            keep_identifiers,
             changed: Notify::new(),
             telemetry,
         })
@@ -307,7 +312,10 @@ enum WatchEvent {
 }
 
 /// Classifies a watched object into stored facts; problems come back labelled with the object.
-fn classify<K: Serialize + ResourceExt>(obj: &K) -> (Stored, Vec<ParseError>) {
+fn classify<K: Serialize + ResourceExt>(
+    obj: &K,
+    keep_identifiers: bool,
+) -> (Stored, Vec<ParseError>) {
     let who = format!(
         "kube:{}/{}",
         obj.namespace().unwrap_or_default(),
@@ -339,7 +347,12 @@ fn classify<K: Serialize + ResourceExt>(obj: &K) -> (Stored, Vec<ParseError>) {
     let mut objects = classified.objects;
     let stored = match objects.as_slice() {
         [Object::Resource(_)] => match objects.pop() {
-            Some(Object::Resource(r)) => Stored::Resource(Arc::new(r)),
+            Some(Object::Resource(mut r)) => {
+                if !keep_identifiers {
+                    r.id_fields = Vec::new();
+                }
+                Stored::Resource(Arc::new(r))
+            }
             _ => unreachable!("matched one resource"),
         },
         _ => Stored::Other(objects),
@@ -362,12 +375,12 @@ where
         let event = match event {
             Ok(Event::Init) => WatchEvent::Init,
             Ok(Event::InitApply(o)) => {
-                let (stored, errors) = classify(&o);
+                let (stored, errors) = classify(&o, live.keep_identifiers);
                 problems = errors;
                 WatchEvent::Put(key_of(&o), stored, true)
             }
             Ok(Event::Apply(o)) => {
-                let (stored, errors) = classify(&o);
+                let (stored, errors) = classify(&o, live.keep_identifiers);
                 problems = errors;
                 WatchEvent::Put(key_of(&o), stored, false)
             }
