@@ -137,23 +137,21 @@ fn seed_pivots_count_once_per_shared_event_and_are_expected() {
     );
 }
 
-#[test]
-fn seed_window_counts_only_the_last_stretch() {
-    // The storm runs 08:00-08:57:31 at roughly one failure every 2m17s; the last 10 minutes
-    // (08:47:31-08:57:31) hold the failures at 08:50:40, 08:52:57, 08:55:14 and 08:57:31.
+/// Audits the seed scenario with trail files and extra flags; returns the report and the
+/// drifted SecurityGroup's entry.
+fn seed_audit(extra: &[&str]) -> (Value, Value) {
     let dir = common::fixture("scenarios/seed-incident");
-    let run = common::run([
-        "audit",
-        "--kube-dir",
-        dir.join("cluster").to_str().unwrap(),
-        "--cloudtrail-dir",
-        dir.join("cloudtrail").to_str().unwrap(),
-        "--window",
-        "10m",
-        "--output",
-        "json",
-    ]);
-    let report = run.json();
+    let mut args = vec![
+        "audit".to_string(),
+        "--kube-dir".into(),
+        dir.join("cluster").display().to_string(),
+        "--cloudtrail-dir".into(),
+        dir.join("cloudtrail").display().to_string(),
+        "--output".into(),
+        "json".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let report = common::run(&args).json();
     let sg = report["resources"]
         .as_array()
         .unwrap()
@@ -161,6 +159,14 @@ fn seed_window_counts_only_the_last_stretch() {
         .find(|r| r["name"] == "limit-amq-to-subnet-uat")
         .unwrap()
         .clone();
+    (report, sg)
+}
+
+#[test]
+fn seed_window_counts_only_the_last_stretch() {
+    // The storm runs 08:00-08:57:31 at roughly one failure every 2m17s; the last 10 minutes
+    // (08:47:31-08:57:31) hold the failures at 08:50:40, 08:52:57, 08:55:14 and 08:57:31.
+    let (report, sg) = seed_audit(&["--window", "10m"]);
     assert_eq!(sg["error_events"][0]["count"], 4);
     assert_eq!(
         report["cloudtrail"]["window"]["end"],
@@ -171,27 +177,7 @@ fn seed_window_counts_only_the_last_stretch() {
 
     // --at moves the window: 08:00:08-08:10:08 holds 08:02:17, 08:05:34, 08:07:51, 08:10:08
     // (08:00:00 is eight seconds too early).
-    let run = common::run([
-        "audit",
-        "--kube-dir",
-        dir.join("cluster").to_str().unwrap(),
-        "--cloudtrail-dir",
-        dir.join("cloudtrail").to_str().unwrap(),
-        "--window",
-        "10m",
-        "--at",
-        "2024-01-05T08:10:08Z",
-        "--output",
-        "json",
-    ]);
-    let report = run.json();
-    let sg = report["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == "limit-amq-to-subnet-uat")
-        .unwrap()
-        .clone();
+    let (report, sg) = seed_audit(&["--window", "10m", "--at", "2024-01-05T08:10:08Z"]);
     assert_eq!(sg["error_events"][0]["count"], 4);
     assert_eq!(
         report["cloudtrail"]["window"]["start"],
@@ -202,21 +188,7 @@ fn seed_window_counts_only_the_last_stretch() {
 #[test]
 fn seed_incident_without_its_config_is_blocked_not_calling() {
     // Without `runtime: legacy` the default (strict) runtime applies: the same drift blocks.
-    let dir = common::fixture("scenarios/seed-incident");
-    let run = common::run([
-        "audit",
-        "--kube-dir",
-        dir.join("cluster").to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
-    let report = run.json();
-    let sg = report["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| resource_key(r) == "uat/SecurityGroup/limit-amq-to-subnet-uat")
-        .unwrap();
+    let (_, sg) = seed_audit(&[]);
     assert_eq!(sg["effect"], "blocked");
     assert_eq!(sg["account_drift"], true);
 }
