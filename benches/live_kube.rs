@@ -8,8 +8,10 @@
 #[path = "../tests/support/fake_apiserver.rs"]
 mod fake_apiserver;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+#[path = "support/scrape_client.rs"]
+mod scrape_client;
+
+use scrape_client::{get, proc_mib};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -106,37 +108,6 @@ fn load(fake: &FakeApiServer) -> Vec<(String, String)> {
     kinds
 }
 
-fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text; version=1.0.0\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let mut rest = String::new();
-    r.read_to_string(&mut rest)?;
-    let body = rest
-        .split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_string());
-    Ok((status, body))
-}
-
-fn rss_mib(pid: u32, key: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     assert!(
@@ -189,7 +160,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let synced = started.elapsed();
-    let rss_sync = rss_mib(child.id(), "VmRSS:");
+    let rss_sync = proc_mib(child.id(), "VmRSS:");
 
     let mut times = Vec::new();
     let mut size = 0;
@@ -224,8 +195,8 @@ fn main() {
         delays.push(t.elapsed());
     }
     delays.sort();
-    let rss_end = rss_mib(child.id(), "VmRSS:");
-    let hwm = rss_mib(child.id(), "VmHWM:");
+    let rss_end = proc_mib(child.id(), "VmRSS:");
+    let hwm = proc_mib(child.id(), "VmHWM:");
     let _ = child.kill();
     let _ = child.wait();
     println!(

@@ -5,9 +5,11 @@
 //!
 //! Run: `cargo bench --bench scrape` (builds the release binary first).
 
+#[path = "support/scrape_client.rs"]
+mod scrape_client;
+
+use scrape_client::{get, proc_mib};
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -124,38 +126,6 @@ fn write_dump(dir: &Path, n: usize) {
     std::fs::write(dir.join(".complete"), b"").unwrap();
 }
 
-fn get(port: u16, path: &str) -> std::io::Result<(u16, usize)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text; version=1.0.0\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let mut rest = Vec::new();
-    r.read_to_end(&mut rest)?;
-    let body = rest
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(0, |i| rest.len() - i - 4);
-    Ok((status, body))
-}
-
-fn proc_kib(pid: u32, key: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(f64::NAN)
-}
-
 fn run(bin: &Path, dump: &Path, n: usize, omit: bool, scrapes: usize) -> String {
     let config = dump.join(format!("config-{omit}.yaml"));
     std::fs::write(&config, format!("metrics:\n  omit_zero_series: {omit}\n")).unwrap();
@@ -181,15 +151,15 @@ fn run(bin: &Path, dump: &Path, n: usize, omit: bool, scrapes: usize) -> String 
     let mut body = 0;
     for _ in 0..scrapes {
         let t = Instant::now();
-        let (status, len) = get(port, "/metrics").unwrap();
+        let (status, text) = get(port, "/metrics").unwrap();
         times.push(t.elapsed());
         assert_eq!(status, 200);
-        body = len;
+        body = text.len();
     }
     times.sort();
     let p = |q: f64| times[((times.len() as f64 - 1.0) * q).round() as usize];
-    let rss = proc_kib(child.id(), "VmRSS:") / 1024.0;
-    let hwm = proc_kib(child.id(), "VmHWM:") / 1024.0;
+    let rss = proc_mib(child.id(), "VmRSS:");
+    let hwm = proc_mib(child.id(), "VmHWM:");
     let _ = child.kill();
     let _ = child.wait();
     format!(

@@ -1,0 +1,39 @@
+//! What the benchmarks that run the binary share: a plain HTTP GET over loopback and the
+//! memory of a process.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+
+/// GET with the Accept header Prometheus sends; returns the status and the body.
+pub fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\\r\\nHost: x\\r\\nAccept: application/openmetrics-text; version=1.0.0\\r\\nConnection: close\\r\\n\\r\\n"
+    )?;
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let mut rest = String::new();
+    r.read_to_string(&mut rest)?;
+    let body = rest
+        .split_once("\\r\\n\\r\\n")
+        .map_or(String::new(), |(_, b)| b.to_string());
+    Ok((status, body))
+}
+
+/// A `/proc/<pid>/status` memory figure (`VmRSS:`, `VmHWM:`) in MiB.
+pub fn proc_mib(pid: u32, key: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
