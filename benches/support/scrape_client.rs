@@ -10,7 +10,7 @@ pub fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     write!(
         s,
-        "GET {path} HTTP/1.1\\r\\nHost: x\\r\\nAccept: application/openmetrics-text; version=1.0.0\\r\\nConnection: close\\r\\n\\r\\n"
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text; version=1.0.0\r\nConnection: close\r\n\r\n"
     )?;
     let mut r = BufReader::new(s);
     let mut line = String::new();
@@ -23,7 +23,7 @@ pub fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     let mut rest = String::new();
     r.read_to_string(&mut rest)?;
     let body = rest
-        .split_once("\\r\\n\\r\\n")
+        .split_once("\r\n\r\n")
         .map_or(String::new(), |(_, b)| b.to_string());
     Ok((status, body))
 }
