@@ -153,7 +153,7 @@ fn main() {
     let ready = started.elapsed();
     // The first publish after ready may still be under way; wait until all resources show.
     loop {
-        let (_, body) = get(port, "/metrics").unwrap();
+        let body = String::from_utf8(get(port, "/metrics").unwrap().1).unwrap();
         if body.matches("ack_drift_resource_info{").count() == RESOURCES {
             break;
         }
@@ -166,7 +166,7 @@ fn main() {
     let mut size = 0;
     for _ in 0..30 {
         let t = Instant::now();
-        let (_, body) = get(port, "/metrics").unwrap();
+        let body = String::from_utf8(get(port, "/metrics").unwrap().1).unwrap();
         times.push(t.elapsed());
         size = body.len();
     }
@@ -182,7 +182,7 @@ fn main() {
         fake.apply(resource(group, kind, i, "999999999999"));
         let name = format!("name=\"{}-{i}\"", kind.to_ascii_lowercase());
         loop {
-            let (_, body) = get(port, "/metrics").unwrap();
+            let body = String::from_utf8(get(port, "/metrics").unwrap().1).unwrap();
             if body.lines().any(|l| {
                 l.starts_with("ack_drift_resource_account_drift{")
                     && l.contains(&name)

@@ -5,8 +5,8 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 
-/// GET with the Accept header Prometheus sends; returns the status and the body.
-pub fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+/// GET with the Accept header Prometheus sends; returns the status and the body's bytes.
+pub fn get(port: u16, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     write!(
         s,
@@ -20,11 +20,12 @@ pub fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let mut rest = String::new();
-    r.read_to_string(&mut rest)?;
+    let mut rest = Vec::new();
+    r.read_to_end(&mut rest)?;
     let body = rest
-        .split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_string());
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or_else(Vec::new, |i| rest[i + 4..].to_vec());
     Ok((status, body))
 }
 
