@@ -232,13 +232,20 @@ impl LiveCluster {
             WatchEvent::Remove(key) => {
                 w.objects.remove(&key);
             }
-            WatchEvent::Error(message) => {
+            WatchEvent::Error(message, forbidden) => {
                 w.last_error = Some(std::time::Instant::now());
                 self.telemetry
                     .kube_watch_restarts
                     .get_or_create(&label("resource", &id.resource_label()))
                     .inc();
                 warn!(watch = %id.resource_label(), "watch error, retrying with backoff: {message}");
+                if forbidden && !w.synced {
+                    // A kind RBAC refuses must not hold readiness hostage: the others are read.
+                    w.synced = true;
+                    if !s.ready && s.watches.values().all(|w| w.synced) {
+                        s.ready = true;
+                    }
+                }
                 return;
             }
             WatchEvent::Problems(errors) => {
@@ -307,7 +314,8 @@ enum WatchEvent {
     Put((String, String), Stored, bool),
     InitDone,
     Remove((String, String)),
-    Error(String),
+    /// A failed list or watch; `forbidden` when RBAC refused it (it will not list soon).
+    Error(String, bool),
     Problems(Vec<ParseError>),
 }
 
@@ -386,7 +394,7 @@ where
             }
             Ok(Event::InitDone) => WatchEvent::InitDone,
             Ok(Event::Delete(o)) => WatchEvent::Remove(key_of(&o)),
-            Err(e) => WatchEvent::Error(e.to_string()),
+            Err(e) => WatchEvent::Error(e.to_string(), is_forbidden(&e)),
         };
         if !problems.is_empty() {
             live.on_event(&id, WatchEvent::Problems(problems));
@@ -583,7 +591,7 @@ async fn follow_crds(client: Client, opts: KubeOptions, live: Arc<LiveCluster>) 
                     return;
                 }
                 debug!("CRD watch: {e}");
-                live.on_event(&id, WatchEvent::Error(e.to_string()));
+                live.on_event(&id, WatchEvent::Error(e.to_string(), false));
             }
         }
     }
@@ -702,7 +710,7 @@ async fn follow_discovery(
                 // The discovery pass stands in for the CRD list.
                 live.on_event(&id, WatchEvent::InitDone);
             }
-            Err(e) => live.on_event(&id, WatchEvent::Error(format!("API discovery: {e}"))),
+            Err(e) => live.on_event(&id, WatchEvent::Error(format!("API discovery: {e}"), false)),
         }
         tokio::time::sleep(DISCOVERY_INTERVAL).await;
     }
@@ -731,4 +739,83 @@ pub async fn wait_ready(live: &LiveCluster, timeout: Duration) -> bool {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live() -> Arc<LiveCluster> {
+        LiveCluster::new(Arc::new(Telemetry::new("test", "test")), false)
+    }
+
+    fn kind(k: &str) -> WatchId {
+        WatchId::Kind {
+            group: "ec2.services.k8s.aws".into(),
+            kind: k.into(),
+            namespace: None,
+        }
+    }
+
+    #[test]
+    fn ready_after_every_watch_listed_or_was_refused() {
+        let l = live();
+        l.register(&WatchId::Namespaces, (String::new(), "Namespace".into()));
+        l.register(&kind("VPC"), ("ec2.services.k8s.aws".into(), "VPC".into()));
+        l.register(
+            &kind("Subnet"),
+            ("ec2.services.k8s.aws".into(), "Subnet".into()),
+        );
+        l.on_event(&WatchId::Namespaces, WatchEvent::InitDone);
+        l.on_event(&kind("VPC"), WatchEvent::InitDone);
+        assert!(!l.is_ready());
+        // A transient error does not count as listed...
+        l.on_event(&kind("Subnet"), WatchEvent::Error("boom".into(), false));
+        assert!(!l.is_ready());
+        assert!(!l.is_healthy());
+        // ...a refusal does, so the other kinds are served.
+        l.on_event(&kind("Subnet"), WatchEvent::Error("forbidden".into(), true));
+        assert!(l.is_ready());
+        assert!(!l.is_healthy());
+    }
+
+    #[test]
+    fn a_relist_replaces_objects_at_init_done() {
+        let l = live();
+        let id = kind("VPC");
+        l.register(&id, ("ec2.services.k8s.aws".into(), "VPC".into()));
+        let put = |name: &str, initial: bool| {
+            WatchEvent::Put(
+                ("dev".into(), name.into()),
+                Stored::Resource(Arc::new(AckResource {
+                    gvk: crate::model::Gvk {
+                        group: "ec2.services.k8s.aws".into(),
+                        version: "v1alpha1".into(),
+                        kind: "VPC".into(),
+                    },
+                    namespace: "dev".into(),
+                    name: name.into(),
+                    ..Default::default()
+                })),
+                initial,
+            )
+        };
+        l.on_event(&id, WatchEvent::Init);
+        l.on_event(&id, put("a", true));
+        l.on_event(&id, put("b", true));
+        l.on_event(&id, WatchEvent::InitDone);
+        assert_eq!(l.snapshot().resources.len(), 2);
+        // A re-list that no longer sees "a": until it is done the old state stands.
+        l.on_event(&id, WatchEvent::Init);
+        l.on_event(&id, put("b", true));
+        assert_eq!(l.snapshot().resources.len(), 2);
+        l.on_event(&id, WatchEvent::InitDone);
+        let names: Vec<String> = l
+            .snapshot()
+            .resources
+            .iter()
+            .map(|r| r.name.clone())
+            .collect();
+        assert_eq!(names, vec!["b".to_string()]);
+    }
 }
