@@ -454,3 +454,25 @@ fn without_crd_access_kinds_come_from_api_discovery() {
     let log = server.stderr.lock().unwrap().clone();
     assert!(log.contains("falling back to API discovery"), "{log}");
 }
+
+#[test]
+fn not_ready_until_every_watch_has_listed() {
+    let fake = seed_fake();
+    // The first requests fail: the watches back off and list later.
+    fake.fail_next(12);
+    let kc = kubeconfig(&fake, "live-readiness");
+    let server = Server::start_listening(&["--kubeconfig", kc.to_str().unwrap()]);
+    assert_eq!(server.get("/healthz").status, 200);
+    let early = server.get("/readyz");
+    assert_eq!(early.status, 503, "ready before any list succeeded");
+    server.wait_ready();
+    // Ready means listed: the seed drift is there at once.
+    assert!(has(
+        &scrape(&server),
+        &[
+            "ack_drift_resource_account_drift{",
+            "name=\"limit-amq-to-subnet-uat\""
+        ],
+        1.0
+    ));
+}

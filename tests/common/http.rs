@@ -92,6 +92,31 @@ pub struct Server {
 impl Server {
     /// Starts `serve` on an ephemeral port and waits until /readyz says ready.
     pub fn start(args: &[&str]) -> Server {
+        let server = Server::start_listening(args);
+        server.wait_ready();
+        server
+    }
+
+    /// Waits (30 s at most) until /readyz answers 200.
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = get(self.port, "/readyz", &[])
+                && r.status == 200
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not ready in 30 s: {}",
+                self.stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts `serve` on an ephemeral port and returns once it listens (maybe not ready).
+    pub fn start_listening(args: &[&str]) -> Server {
         let mut child = Command::new(super::bin())
             .arg("serve")
             .args(["--web.listen-address", "127.0.0.1:0"])
@@ -130,26 +155,11 @@ impl Server {
             .next()
             .and_then(|p| p.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok())
             .unwrap_or_else(|| panic!("no port in {addr:?}"));
-        let server = Server {
+        Server {
             child,
             port,
             stderr: log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = get(port, "/readyz", &[])
-                && r.status == 200
-            {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not ready in 30 s: {}",
-                server.stderr.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
-        server
     }
 
     pub fn get(&self, path: &str) -> Response {
