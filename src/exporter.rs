@@ -232,19 +232,12 @@ fn publish_live(
         config,
         renders,
     );
+    release_freed_memory();
     let t = &state.telemetry;
     t.source_up
         .get_or_create(&label("source", "kube"))
         .set(i64::from(live.is_healthy()));
-    t.kube_objects.clear();
-    for ((group, kind), n) in &snapshot.object_kinds {
-        t.kube_objects
-            .get_or_create(&vec![
-                ("group".to_string(), group.clone()),
-                ("kind".to_string(), kind.clone()),
-            ])
-            .set(*n as i64);
-    }
+    t.set_kube_objects(&snapshot.object_kinds);
     if live.is_ready() && !state.ready.swap(true, Ordering::AcqRel) {
         info!(
             resources = snapshot.resources.len(),
@@ -303,14 +296,7 @@ fn record_health(t: &Telemetry, loaded: &Offline) {
     t.parse_errors
         .get_or_create(&label("source", "kube_dir"))
         .inc_by(loaded.snapshot.parse_errors.len() as u64);
-    for ((group, kind), n) in &loaded.snapshot.object_kinds {
-        t.kube_objects
-            .get_or_create(&vec![
-                ("group".to_string(), group.clone()),
-                ("kind".to_string(), kind.clone()),
-            ])
-            .set(*n as i64);
-    }
+    t.set_kube_objects(&loaded.snapshot.object_kinds);
     if let Some(trail) = &loaded.trail {
         t.source_up
             .get_or_create(&label("source", "cloudtrail_dir"))

@@ -26,6 +26,8 @@ pub struct Telemetry {
     pub scrape_duration: Gauge<f64, AtomicU64>,
     /// Registered only with a live Kubernetes source.
     pub kube_watch_restarts: Family<Labels, Counter>,
+    /// The (group, kind) series of `kube_objects` currently published.
+    kube_kinds: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
 }
 
 /// Registers `metric` under the contract's family: prometheus-client adds `_total` to
@@ -55,6 +57,7 @@ impl Telemetry {
             duplicates: Counter::default(),
             scrape_duration: Gauge::default(),
             kube_watch_restarts: Family::default(),
+            kube_kinds: Default::default(),
             registry,
         };
         register(
@@ -83,6 +86,25 @@ impl Telemetry {
             t.scrape_duration.clone(),
         );
         t
+    }
+
+    /// Sets `kube_objects` to the snapshot's counts; kinds no longer held lose their series.
+    /// (Updated in place: a scrape never sees the family emptied half-way.)
+    pub fn set_kube_objects(&self, counts: &std::collections::BTreeMap<(String, String), usize>) {
+        let labels = |(group, kind): &(String, String)| {
+            vec![
+                ("group".to_string(), group.clone()),
+                ("kind".to_string(), kind.clone()),
+            ]
+        };
+        let mut published = self.kube_kinds.lock().unwrap_or_else(|p| p.into_inner());
+        for gone in published.iter().filter(|k| !counts.contains_key(*k)) {
+            self.kube_objects.remove(&labels(gone));
+        }
+        for (key, n) in counts {
+            self.kube_objects.get_or_create(&labels(key)).set(*n as i64);
+        }
+        *published = counts.keys().cloned().collect();
     }
 
     /// Adds the families only a live Kubernetes source feeds.
