@@ -8,6 +8,7 @@ pub mod config;
 pub mod demo;
 pub mod evaluate;
 pub mod exporter;
+pub mod intern;
 pub mod model;
 pub mod offline;
 pub mod output;

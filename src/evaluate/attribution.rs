@@ -176,7 +176,8 @@ mod tests {
                 group: "ec2.services.k8s.aws".into(),
                 version: "v1alpha1".into(),
                 kind: kind.into(),
-            },
+            }
+            .into(),
             namespace: ns.into(),
             name: name.into(),
             metadata: arn.map(|a| AckMetadata {

@@ -296,7 +296,8 @@ mod tests {
                     group: "rds.services.k8s.aws".into(),
                     version: "v1alpha1".into(),
                     kind: "DBInstance".into(),
-                },
+                }
+                .into(),
                 ..Default::default()
             }));
         let all = resolve(&snap, &Config::default());

@@ -12,6 +12,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::intern::Interner;
 use crate::model::{AckResource, ClusterSnapshot};
 
 pub use controllers::ControllerSettings;
@@ -44,6 +45,9 @@ pub fn evaluate(snapshot: &ClusterSnapshot, config: &Config) -> Evaluation {
 #[derive(Default)]
 pub struct EvaluationCache {
     entries: HashMap<u64, CachedVerdict>,
+    /// Distinct verdicts by content hash: most resources of a namespace get the same verdict,
+    /// so equal verdicts share one allocation (a 100 000-resource cluster holds a few hundred).
+    shared: Interner<Ownership>,
     /// Resources judged by the last call (the rest were reused).
     pub evaluated_last: usize,
 }
@@ -89,6 +93,7 @@ pub fn evaluate_with(
     let mut next = HashMap::with_capacity(snapshot.resources.len());
     let mut resources = Vec::with_capacity(snapshot.resources.len());
     cache.evaluated_last = 0;
+    let empty: Arc<[String]> = Arc::new([]);
     for (index, r) in snapshot.resources.iter().enumerate() {
         // Every service with resources has a controller entry after `resolve`.
         let Some(controller) = ownership::controller_for(&controllers, r) else {
@@ -108,8 +113,13 @@ pub fn evaluate_with(
                 CachedVerdict {
                     resource: r.clone(),
                     context,
-                    ownership: Arc::new(o),
-                    remediation: remediation.into(),
+                    ownership: cache.shared.intern(o),
+                    // Most resources need no step; they share the one empty list.
+                    remediation: if remediation.is_empty() {
+                        empty.clone()
+                    } else {
+                        remediation.into()
+                    },
                 }
             }
         };
@@ -121,6 +131,7 @@ pub fn evaluate_with(
         next.insert(key, cached);
     }
     cache.entries = next;
+    cache.shared.prune();
     Evaluation {
         controllers,
         resources,
@@ -148,7 +159,8 @@ mod tests {
                         group: "ec2.services.k8s.aws".into(),
                         version: "v1alpha1".into(),
                         kind: "VPC".into(),
-                    },
+                    }
+                    .into(),
                     namespace: ns.into(),
                     name: format!("v{i}"),
                     ..Default::default()
@@ -200,5 +212,32 @@ mod tests {
         for (a, b) in third.resources.iter().zip(&fresh.resources) {
             assert_eq!(a.ownership, b.ownership);
         }
+    }
+
+    #[test]
+    fn equal_verdicts_share_one_allocation() {
+        let config =
+            Config::parse("controllers:\n  ec2:\n    default_account: '111111111111'\n").unwrap();
+        let mut s = snapshot();
+        s.namespaces.get_mut("b").unwrap().owner_account_id = Some("222222222222".into());
+        let mut cache = EvaluationCache::default();
+        let e = evaluate_with(&mut cache, &s, &config);
+        // Namespace a's three share one verdict, b's three another.
+        let distinct: std::collections::HashSet<*const Ownership> = e
+            .resources
+            .iter()
+            .map(|v| Arc::as_ptr(&v.ownership))
+            .collect();
+        assert_eq!(distinct.len(), 2);
+        assert_eq!(cache.shared.len(), 2);
+        // A verdict nobody uses any more is forgotten.
+        s.namespaces.get_mut("b").unwrap().owner_account_id = None;
+        drop(e);
+        let e = evaluate_with(&mut cache, &s, &config);
+        assert_eq!(cache.shared.len(), 1);
+        assert!(Arc::ptr_eq(
+            &e.resources[0].ownership,
+            &e.resources[5].ownership
+        ));
     }
 }

@@ -64,7 +64,8 @@ fn res(group: &str, kind: &str, namespace: &str) -> AckResource {
             group: group.into(),
             version: "v1alpha1".into(),
             kind: kind.into(),
-        },
+        }
+        .into(),
         namespace: namespace.into(),
         name: "r".into(),
         conditions: vec![Condition {
@@ -450,7 +451,7 @@ fn resource_type_entry_with_an_empty_version() {
     });
     let c = with_gate(controller("ec2"), gates::IAM_ROLE_SELECTOR);
     let mut r = sg("uat");
-    r.gvk.version = "v1".into();
+    std::sync::Arc::make_mut(&mut r.gvk).version = "v1".into();
     assert_eq!(evaluate(&s, &c, &r).expected_account.as_deref(), Some(UAT));
     let vpc = res("ec2.services.k8s.aws", "VPC", "uat");
     assert_eq!(

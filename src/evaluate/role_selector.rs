@@ -72,7 +72,8 @@ mod tests {
                 group: "ec2.services.k8s.aws".into(),
                 version: "v1alpha1".into(),
                 kind: "SecurityGroup".into(),
-            },
+            }
+            .into(),
             namespace: ns.into(),
             name: "x".into(),
             labels: labels(l).into(),
@@ -161,10 +162,10 @@ mod tests {
         };
         assert!(matches(&s, &sg("a", &[]), None));
         let mut vpc = sg("a", &[]);
-        vpc.gvk.kind = "VPC".into();
+        std::sync::Arc::make_mut(&mut vpc.gvk).kind = "VPC".into();
         assert!(!matches(&s, &vpc, None));
         let mut v2 = sg("a", &[]);
-        v2.gvk.version = "v1".into();
+        std::sync::Arc::make_mut(&mut v2.gvk).version = "v1".into();
         assert!(matches(&s, &v2, None));
         let any_kind = RoleSelector {
             resource_types: vec![gvk("ec2.services.k8s.aws", "v1alpha1", "")],

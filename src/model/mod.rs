@@ -145,7 +145,8 @@ pub struct AckMetadata {
 /// An ACK custom resource, reduced to what ownership and attribution need.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct AckResource {
-    pub gvk: Gvk,
+    /// Shared by every resource of the kind (a live watch hands out one `Arc` per kind).
+    pub gvk: Arc<Gvk>,
     pub namespace: String,
     pub name: String,
     pub labels: Labels,
@@ -236,7 +237,15 @@ impl ClusterSnapshot {
             Object::Namespace(ns) => {
                 self.namespaces.insert(ns.name.clone(), ns);
             }
-            Object::Resource(r) => self.resources.push(Arc::new(r)),
+            Object::Resource(mut r) => {
+                // Dumps come kind by kind: share the kind with the resource before.
+                if let Some(last) = self.resources.last()
+                    && last.gvk == r.gvk
+                {
+                    r.gvk = last.gvk.clone();
+                }
+                self.resources.push(Arc::new(r))
+            }
             Object::RoleSelector(s) => self.role_selectors.push(s),
             Object::CarmMap(m) => self.carm_maps.push(m),
             Object::Controller(c) => self.controllers.push(c),

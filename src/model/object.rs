@@ -393,7 +393,8 @@ fn resource(
             group: group.to_string(),
             version: version.to_string(),
             kind: kind.to_string(),
-        },
+        }
+        .into(),
         namespace,
         name,
         labels: r.string_map(v, "metadata.labels").into(),

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::evaluate::Ownership;
 use crate::evaluate::cloudtrail::{ResourceEvidence, TrailEvidence, TrailTally};
+use crate::intern::Interner;
 use crate::model::AckResource;
 use crate::model::time::parse_rfc3339;
 
@@ -471,7 +472,7 @@ impl ResourceInput<'_> {
 
     /// The resource's label prefix and one chunk of line tails per family of
     /// [`RESOURCE_FAMILIES`].
-    pub fn render(&self, options: Options) -> RenderedResource {
+    pub fn render(&self, options: Options) -> Rendered {
         let r = self.resource;
         let o = self.ownership;
         let mut prefix = String::new();
@@ -563,12 +564,59 @@ impl ResourceInput<'_> {
                 );
             }
         }
-        for line in &mut out {
-            line.shrink_to_fit();
+        let [
+            info,
+            account,
+            region,
+            problem,
+            condition,
+            transition,
+            errors,
+            calls,
+        ] = out;
+        Rendered {
+            verdict: Parts::join([info, account, region, problem]),
+            own: Parts::join([prefix, condition, transition, errors, calls]),
         }
-        prefix.shrink_to_fit();
-        RenderedResource { prefix, lines: out }
     }
+}
+
+/// Text cut into `N` parts, kept as one allocation: a resource's lines were a dozen small
+/// strings before, and at 100 000 resources the allocator's per-string overhead showed.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Parts<const N: usize> {
+    text: Box<str>,
+    ends: [u32; N],
+}
+
+impl<const N: usize> Parts<N> {
+    fn join(parts: [String; N]) -> Self {
+        let mut text = String::with_capacity(parts.iter().map(String::len).sum());
+        let mut ends = [0u32; N];
+        for (end, part) in ends.iter_mut().zip(&parts) {
+            text.push_str(part);
+            // A resource's lines are far below 4 GiB.
+            *end = u32::try_from(text.len()).unwrap_or(u32::MAX);
+        }
+        Parts {
+            text: text.into_boxed_str(),
+            ends,
+        }
+    }
+
+    fn part(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.text[start..self.ends[i] as usize]
+    }
+}
+
+/// A freshly rendered resource, before its verdict part is shared.
+pub struct Rendered {
+    /// Tails of the families that only the verdict and controller version decide (info,
+    /// account and region drift, problems).
+    verdict: Parts<4>,
+    /// The label prefix, then the tails of the families the resource itself decides.
+    own: Parts<5>,
 }
 
 /// The labels every per-resource series starts with.
@@ -576,13 +624,28 @@ const RES_LABELS: [&str; 4] = ["group", "kind", "namespace", "name"];
 
 /// A resource's prepared lines, stored without the parts they share: each line is written as
 /// `<family name>{<prefix><tail>`, so the four identifying labels are kept once per resource
-/// instead of once per series.
+/// instead of once per series, and the tails that only the verdict decides are kept once per
+/// distinct verdict (the resources of a namespace mostly share one).
 #[derive(Debug)]
 pub struct RenderedResource {
-    /// `group="..",kind="..",namespace="..",name=".."`, escaped.
-    prefix: String,
-    /// Per family, the tails: `,label="value"...} value\n` per series.
-    lines: [String; 8],
+    verdict: Arc<Parts<4>>,
+    /// `group="..",kind="..",namespace="..",name=".."` (escaped), then the resource's tails.
+    own: Parts<5>,
+}
+
+impl RenderedResource {
+    fn prefix(&self) -> &str {
+        self.own.part(0)
+    }
+
+    /// Tails of family `i` of [`RESOURCE_FAMILIES`]: `,label="value"...} value\n` per series.
+    fn tails(&self, i: usize) -> &str {
+        if i < 4 {
+            self.verdict.part(i)
+        } else {
+            self.own.part(i - 3)
+        }
+    }
 }
 
 /// Writes the tail of a per-resource sample: the labels after the four identifying ones.
@@ -607,11 +670,12 @@ type ResourceKey = u64;
 type Chunks = Arc<RenderedResource>;
 
 /// A resource's input fingerprint and its rendered chunks.
-type Rendered = (u64, Chunks);
+type Cached = (u64, Chunks);
 
 #[derive(Default)]
 pub struct ResourceCache {
-    entries: HashMap<ResourceKey, Rendered>,
+    entries: HashMap<ResourceKey, Cached>,
+    verdicts: Interner<Parts<4>>,
     /// Resources rendered by the last `prepare` (the rest were reused).
     pub rendered_last: usize,
 }
@@ -651,10 +715,11 @@ impl Exposition {
                 match self.resources.get(cursor.resource) {
                     Some(r) => {
                         let name = RESOURCE_FAMILIES[cursor.family].name;
-                        for line in r.lines[cursor.family].split_inclusive('\n') {
+                        let prefix = r.prefix();
+                        for line in r.tails(cursor.family).split_inclusive('\n') {
                             out.push_str(name);
                             out.push('{');
-                            out.push_str(&r.prefix);
+                            out.push_str(prefix);
                             out.push_str(line);
                         }
                         cursor.resource += 1;
@@ -683,13 +748,12 @@ impl Exposition {
             .resources
             .iter()
             .map(|r| {
-                r.lines
-                    .iter()
-                    .enumerate()
-                    .map(|(i, l)| {
+                (0..RESOURCE_FAMILIES.len())
+                    .map(|i| {
+                        let l = r.tails(i);
                         l.len()
                             + l.matches('\n').count()
-                                * (RESOURCE_FAMILIES[i].name.len() + 1 + r.prefix.len())
+                                * (RESOURCE_FAMILIES[i].name.len() + 1 + r.prefix().len())
                     })
                     .sum::<usize>()
             })
@@ -742,13 +806,18 @@ impl ResourceCache {
                 Some((old_fp, chunks)) if old_fp == fp => chunks,
                 _ => {
                     self.rendered_last += 1;
-                    Arc::new(input.render(options))
+                    let Rendered { verdict, own } = input.render(options);
+                    Arc::new(RenderedResource {
+                        verdict: self.verdicts.intern(verdict),
+                        own,
+                    })
                 }
             };
             prepared.push(chunks.clone());
             next.insert(key, (fp, chunks));
         }
         self.entries = next;
+        self.verdicts.prune();
 
         let mut blocks: Vec<(&'static Family, String)> = Vec::new();
         let mut body = String::new();
@@ -889,7 +958,8 @@ mod tests {
                     group: "ec2.services.k8s.aws".into(),
                     version: "v1alpha1".into(),
                     kind: "VPC".into(),
-                },
+                }
+                .into(),
                 namespace: "dev".into(),
                 name: format!("v{i}"),
                 ..Default::default()

@@ -30,7 +30,7 @@ use tracing::{debug, info, warn};
 
 use crate::model::object::{self, Object};
 use crate::model::{
-    ACCOUNT_MAP, AckResource, ClusterSnapshot, ParseError, TEAM_MAP, ack_service_of_group,
+    ACCOUNT_MAP, AckResource, ClusterSnapshot, Gvk, ParseError, TEAM_MAP, ack_service_of_group,
 };
 use crate::telemetry::{Telemetry, label};
 
@@ -129,9 +129,9 @@ impl WatchId {
 /// What a watch holds: per (namespace, name), the facts classified from the object.
 #[derive(Default)]
 struct WatchState {
-    objects: BTreeMap<(String, String), Stored>,
+    objects: BTreeMap<ObjectKey, Stored>,
     /// Objects of a re-list in progress; replaces `objects` at `InitDone`.
-    relist: Option<BTreeMap<(String, String), Stored>>,
+    relist: Option<BTreeMap<ObjectKey, Stored>>,
     synced: bool,
     /// When the watch last failed; cleared by the next event.
     last_error: Option<std::time::Instant>,
@@ -311,9 +311,9 @@ impl LiveCluster {
 enum WatchEvent {
     Init,
     /// (key, facts, during a re-list)
-    Put((String, String), Stored, bool),
+    Put(ObjectKey, Stored, bool),
     InitDone,
-    Remove((String, String)),
+    Remove(ObjectKey),
     /// A failed list or watch; `forbidden` when RBAC refused it (it will not list soon).
     Error(String, bool),
     Problems(Vec<ParseError>),
@@ -323,6 +323,7 @@ enum WatchEvent {
 fn classify<K: Serialize + ResourceExt>(
     obj: &K,
     keep_identifiers: bool,
+    shared_gvk: &mut Option<Arc<Gvk>>,
 ) -> (Stored, Vec<ParseError>) {
     let who = format!(
         "kube:{}/{}",
@@ -359,6 +360,10 @@ fn classify<K: Serialize + ResourceExt>(
                 if !keep_identifiers {
                     r.id_fields = Vec::new();
                 }
+                match shared_gvk {
+                    Some(g) if *g == r.gvk => r.gvk = g.clone(),
+                    _ => *shared_gvk = Some(r.gvk.clone()),
+                }
                 Stored::Resource(Arc::new(r))
             }
             _ => unreachable!("matched one resource"),
@@ -368,8 +373,11 @@ fn classify<K: Serialize + ResourceExt>(
     (stored, errors)
 }
 
-fn key_of<K: ResourceExt>(obj: &K) -> (String, String) {
-    (obj.namespace().unwrap_or_default(), obj.name_any())
+/// `namespace/name` (neither may hold a `/`): one string per object, not two.
+type ObjectKey = Box<str>;
+
+fn key_of<K: ResourceExt>(obj: &K) -> ObjectKey {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()).into_boxed_str()
 }
 
 /// Runs one watch until its task is aborted, feeding `live`.
@@ -378,17 +386,19 @@ where
     K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug + Send + Sync + 'static,
 {
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+    // Every object of a kind watch has the same group/version/kind: one copy serves them all.
+    let mut gvk: Option<Arc<Gvk>> = None;
     while let Some(event) = stream.next().await {
         let mut problems = Vec::new();
         let event = match event {
             Ok(Event::Init) => WatchEvent::Init,
             Ok(Event::InitApply(o)) => {
-                let (stored, errors) = classify(&o, live.keep_identifiers);
+                let (stored, errors) = classify(&o, live.keep_identifiers, &mut gvk);
                 problems = errors;
                 WatchEvent::Put(key_of(&o), stored, true)
             }
             Ok(Event::Apply(o)) => {
-                let (stored, errors) = classify(&o, live.keep_identifiers);
+                let (stored, errors) = classify(&o, live.keep_identifiers, &mut gvk);
                 problems = errors;
                 WatchEvent::Put(key_of(&o), stored, false)
             }
@@ -786,13 +796,14 @@ mod tests {
         l.register(&id, ("ec2.services.k8s.aws".into(), "VPC".into()));
         let put = |name: &str, initial: bool| {
             WatchEvent::Put(
-                ("dev".into(), name.into()),
+                format!("dev/{name}").into_boxed_str(),
                 Stored::Resource(Arc::new(AckResource {
                     gvk: crate::model::Gvk {
                         group: "ec2.services.k8s.aws".into(),
                         version: "v1alpha1".into(),
                         kind: "VPC".into(),
-                    },
+                    }
+                    .into(),
                     namespace: "dev".into(),
                     name: name.into(),
                     ..Default::default()
