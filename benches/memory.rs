@@ -5,7 +5,6 @@
 //! Run: `cargo bench --bench memory`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 /// Counts the bytes currently allocated.
 struct Counting;
@@ -39,8 +38,10 @@ fn main() {
           "status": {"ackResourceMetadata": {"ownerAccountID": "111111111111", "region": "eu-west-2", "arn": format!("arn:aws:ec2:eu-west-2:111111111111:securitygroup/securitygroup-{i}")},
             "conditions": [{"type": "ACK.ResourceSynced", "status": "True", "lastTransitionTime": "2026-11-01T10:00:00Z"}]}});
         for o in classify(&v).objects {
-            if let Object::Resource(r) = o {
-                snap.resources.push(Arc::new(r));
+            if let Object::Resource(mut r) = o {
+                // As a live source without a CloudTrail side keeps them.
+                r.id_fields = Vec::new();
+                snap.insert(Object::Resource(r));
             }
         }
     }
