@@ -102,6 +102,10 @@ pub struct CloudTrailConfig {
     pub window: Option<Duration>,
     #[serde(default = "d15m", deserialize_with = "duration")]
     pub overlap: Duration,
+    /// LookupEvents requests per second per (account, region), all event sources together:
+    /// CloudTrail allows 2, and other readers of the same account share that ceiling.
+    #[serde(default = "two")]
+    pub requests_per_second: f64,
     /// Attribution identifier rules per kind (`SecurityGroup` or
     /// `SecurityGroup.ec2.services.k8s.aws`), replacing the default rules for that kind.
     #[serde(default)]
@@ -137,9 +141,14 @@ impl Default for CloudTrailConfig {
             poll_interval: d60s(),
             window: None,
             overlap: d15m(),
+            requests_per_second: two(),
             identifiers: BTreeMap::new(),
         }
     }
+}
+
+fn two() -> f64 {
+    2.0
 }
 
 fn d60s() -> Duration {
@@ -172,6 +181,8 @@ pub struct AccountEntry {
     pub account: String,
     pub role_arn: Option<String>,
     pub regions: Option<Vec<String>>,
+    /// This account's budget, when lower than `cloudtrail.requests_per_second`.
+    pub requests_per_second: Option<f64>,
 }
 
 /// `event_sources: auto` or a list such as `[ec2.amazonaws.com]`.
@@ -318,6 +329,22 @@ impl Config {
             && !t.contains("{account}")
         {
             return Err("cloudtrail.role_arn_template must contain {account}".to_string());
+        }
+        let budgets = std::iter::once(self.cloudtrail.requests_per_second).chain(
+            match &self.cloudtrail.accounts {
+                Some(Accounts::List(l)) => l.iter().filter_map(|a| a.requests_per_second).collect(),
+                _ => Vec::new(),
+            },
+        );
+        for rps in budgets {
+            if !(rps > 0.0 && rps <= 2.0) {
+                return Err(format!(
+                    "cloudtrail requests_per_second {rps}: must be above 0 and at most 2 (the LookupEvents ceiling per account and region)"
+                ));
+            }
+        }
+        if self.cloudtrail.poll_interval.is_zero() {
+            return Err("cloudtrail.poll_interval must be longer than 0s".to_string());
         }
         if self.cloudtrail.window.is_some_and(|w| w.is_zero()) {
             return Err("cloudtrail.window must be longer than 0s".to_string());

@@ -5,7 +5,7 @@
 //! bounded labels, the eventID index, and the ACK calls kept for attribution). [`evidence`]
 //! then judges the tally against a cluster snapshot.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
@@ -56,7 +56,7 @@ pub struct ErrorKey {
 }
 
 /// One cross-account call, as counted (after `sharedEventID` de-duplication).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Pivot {
     caller: String,
     recipient: String,
@@ -92,15 +92,21 @@ pub struct AckCall {
 /// Everything learnt from records so far.
 #[derive(Debug, Default)]
 pub struct TrailTally {
-    seen_uuid: HashSet<u128>,
-    seen_other: HashSet<String>,
+    /// eventID → event time (so a live source can forget ids older than anything it re-reads).
+    seen_uuid: HashMap<u128, i64>,
+    seen_other: HashMap<String, i64>,
     /// Distinct events.
     pub events: u64,
     /// Records whose eventID was already counted.
     pub duplicates: u64,
     pub events_by: HashMap<EventKey, u64>,
     pub errors_by: HashMap<ErrorKey, u64>,
-    pivots: HashMap<String, Pivot>,
+    /// Pivots by `sharedEventID` (or eventID), with their time.
+    pivots: HashMap<String, (i64, Pivot)>,
+    /// Pivots forgotten by [`settle`], counted: the cross-account counters never go down.
+    settled_pivots: HashMap<Pivot, u64>,
+    /// Unattributed ACK calls forgotten by [`settle`], counted, for the same reason.
+    settled_unattributed: BTreeMap<(String, String, String, Unattributed), u64>,
     pub ack_calls: Vec<AckCall>,
     pub newest: Option<i64>,
 }
@@ -147,8 +153,11 @@ impl TrailTally {
     /// Folds one record in; returns false when its eventID was already counted.
     pub fn ingest(&mut self, r: TrailRecord) -> bool {
         let new = match uuid(&r.event_id) {
-            Some(n) => self.seen_uuid.insert(n),
-            None => self.seen_other.insert(r.event_id.clone()),
+            Some(n) => self.seen_uuid.insert(n, r.event_time).is_none(),
+            None => self
+                .seen_other
+                .insert(r.event_id.clone(), r.event_time)
+                .is_none(),
         };
         if !new {
             self.duplicates += 1;
@@ -199,9 +208,9 @@ impl TrailTally {
                 role_arn: r.assumed_role_arn.clone(),
             };
             match self.pivots.get(&key) {
-                Some(p) if p.signal >= signal => {}
+                Some((_, p)) if p.signal >= signal => {}
                 _ => {
-                    self.pivots.insert(key, pivot);
+                    self.pivots.insert(key, (r.event_time, pivot));
                 }
             }
         }
@@ -220,6 +229,54 @@ impl TrailTally {
             });
         }
         true
+    }
+}
+
+/// Forgets what a live source no longer needs: eventIDs, pivots and ACK calls older than
+/// `before` (the start of the window less the overlap it re-reads). What the counters saw of
+/// them stays counted; the unattributed calls are judged once more against the snapshot, so
+/// the unattributed counter keeps them too.
+pub fn settle(
+    tally: &mut TrailTally,
+    before: i64,
+    snapshot: &ClusterSnapshot,
+    identifiers: &BTreeMap<String, IdentifierRule>,
+) {
+    tally.seen_uuid.retain(|_, t| *t >= before);
+    tally.seen_other.retain(|_, t| *t >= before);
+    let old: Vec<String> = tally
+        .pivots
+        .iter()
+        .filter(|(_, (t, _))| *t < before)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for key in old {
+        if let Some((_, p)) = tally.pivots.remove(&key) {
+            *tally.settled_pivots.entry(p).or_default() += 1;
+        }
+    }
+    if !tally.ack_calls.iter().any(|c| c.time < before) {
+        return;
+    }
+    let index = AttributionIndex::build(snapshot, identifiers);
+    let calls = std::mem::take(&mut tally.ack_calls);
+    for call in calls {
+        if call.time >= before {
+            tally.ack_calls.push(call);
+            continue;
+        }
+        if let Err(reason) = index.attribute(
+            snapshot,
+            &call.group,
+            call.kind.as_deref(),
+            &call.values,
+            call.namespace_tag.as_deref(),
+        ) {
+            *tally
+                .settled_unattributed
+                .entry((call.account, call.region, call.kind.unwrap_or_default(), reason))
+                .or_default() += 1;
+        }
     }
 }
 
@@ -302,6 +359,7 @@ pub fn evidence(
         .collect();
     let mut out = TrailEvidence {
         window,
+        unattributed: tally.settled_unattributed.clone(),
         ..Default::default()
     };
     for call in &tally.ack_calls {
@@ -343,7 +401,8 @@ pub fn evidence(
         }
     }
     let expected = expected_pivots(snapshot, evaluation);
-    for p in tally.pivots.values() {
+    let pivots = tally.pivots.values().map(|(_, p)| (p, 1));
+    for (p, n) in pivots.chain(tally.settled_pivots.iter().map(|(p, n)| (p, *n))) {
         let is_expected = p
             .role_arn
             .as_ref()
@@ -357,7 +416,7 @@ pub fn evidence(
                 signal: p.signal,
                 expected: is_expected,
             })
-            .or_default() += 1;
+            .or_default() += n;
     }
     out
 }
@@ -427,6 +486,41 @@ mod tests {
         assert_eq!(t.events, 2);
         assert_eq!(t.duplicates, 2);
         assert_eq!(t.errors_by.values().sum::<u64>(), 2);
+    }
+
+    #[test]
+    fn settling_forgets_old_records_but_keeps_their_counts() {
+        use crate::model::user_agent::AckUserAgent;
+        let mut t = TrailTally::default();
+        let mut pivot = record("p-old");
+        pivot.account = "222222222222".into();
+        t.ingest(pivot);
+        for (id, time) in [("old", 100), ("new", 500)] {
+            let mut r = record(id);
+            r.event_time = time;
+            r.ack = Some(AckUserAgent {
+                group: "ec2.services.k8s.aws".into(),
+                ..Default::default()
+            });
+            t.ingest(r);
+        }
+        let snapshot = ClusterSnapshot::default();
+        let evaluation = crate::evaluate::evaluate(&snapshot, &Default::default());
+        let judge = |t: &TrailTally| {
+            let e = evidence(t, &snapshot, &evaluation, &BTreeMap::new(), None);
+            (e.unattributed, e.cross_account)
+        };
+        let before = judge(&t);
+        assert_eq!(before.0.values().sum::<u64>(), 2);
+        assert_eq!(before.1.values().sum::<u64>(), 1);
+        settle(&mut t, 200, &snapshot, &BTreeMap::new());
+        assert_eq!(judge(&t), before);
+        assert_eq!(t.ack_calls.len(), 1);
+        assert_eq!(t.seen_other.len(), 1);
+        // Only what is newer than the horizon is still recognised as a duplicate.
+        let mut again = record("new");
+        again.event_time = 500;
+        assert!(!t.ingest(again));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! counts only when its `;` or `)` terminator survived.
 
 /// What an ACK user agent says about the caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AckUserAgent {
     /// API group of the controller, always in full (`ec2.services.k8s.aws`).
     pub group: String,
