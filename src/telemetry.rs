@@ -26,6 +26,12 @@ pub struct Telemetry {
     pub scrape_duration: Gauge<f64, AtomicU64>,
     /// Registered only with a live Kubernetes source.
     pub kube_watch_restarts: Family<Labels, Counter>,
+    /// Registered only with live CloudTrail polling.
+    pub cloudtrail_requests: Family<Labels, Counter>,
+    pub cloudtrail_request_errors: Family<Labels, Counter>,
+    pub cloudtrail_last_success: Family<Labels, Gauge<f64, AtomicU64>>,
+    pub cloudtrail_lag: Family<Labels, Gauge<f64, AtomicU64>>,
+    pub cloudtrail_up: Family<Labels, Gauge>,
     /// The (group, kind) series of `kube_objects` currently published.
     kube_kinds: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
 }
@@ -57,6 +63,11 @@ impl Telemetry {
             duplicates: Counter::default(),
             scrape_duration: Gauge::default(),
             kube_watch_restarts: Family::default(),
+            cloudtrail_requests: Family::default(),
+            cloudtrail_request_errors: Family::default(),
+            cloudtrail_last_success: Family::default(),
+            cloudtrail_lag: Family::default(),
+            cloudtrail_up: Family::default(),
             kube_kinds: Default::default(),
             registry,
         };
@@ -116,6 +127,35 @@ impl Telemetry {
         );
     }
 
+    /// Adds the families only live CloudTrail polling feeds.
+    pub fn enable_live_cloudtrail(&mut self) {
+        register(
+            &mut self.registry,
+            &contract::EXPORTER_CLOUDTRAIL_REQUESTS,
+            self.cloudtrail_requests.clone(),
+        );
+        register(
+            &mut self.registry,
+            &contract::EXPORTER_CLOUDTRAIL_REQUEST_ERRORS,
+            self.cloudtrail_request_errors.clone(),
+        );
+        register(
+            &mut self.registry,
+            &contract::EXPORTER_CLOUDTRAIL_LAST_SUCCESS,
+            self.cloudtrail_last_success.clone(),
+        );
+        register(
+            &mut self.registry,
+            &contract::EXPORTER_CLOUDTRAIL_LAG,
+            self.cloudtrail_lag.clone(),
+        );
+        register(
+            &mut self.registry,
+            &contract::EXPORTER_CLOUDTRAIL_UP,
+            self.cloudtrail_up.clone(),
+        );
+    }
+
     /// Appends the health families; OpenMetrics output ends with `# EOF`.
     pub fn encode(&self, format: Format, out: &mut String) {
         let result = match format {
@@ -128,6 +168,13 @@ impl Telemetry {
 
 pub fn label(key: &str, value: &str) -> Labels {
     vec![(key.to_string(), value.to_string())]
+}
+
+pub fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// The git revision the binary was built from (set by build.rs), or `unknown`.

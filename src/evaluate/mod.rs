@@ -3,6 +3,7 @@
 pub mod attribution;
 pub mod cloudtrail;
 pub mod controllers;
+pub mod lookup_plan;
 pub mod ownership;
 pub mod remediation;
 pub mod role_selector;

@@ -262,7 +262,15 @@ family!(
     EXPORTER_CLOUDTRAIL_LAG,
     "ack_drift_exporter_cloudtrail_lag_seconds",
     Gauge,
-    "Age of the newest event seen per account and region at the last poll.",
+    "Seconds since the end of the oldest completely read LookupEvents window per account and region: how far its CloudTrail figures may be behind (updated each poll).",
+    ["account", "region"],
+    true
+);
+family!(
+    EXPORTER_CLOUDTRAIL_UP,
+    "ack_drift_exporter_cloudtrail_up",
+    Gauge,
+    "1 when the last poll of an account and region read every event source to the end, 0 when it failed (the code is in cloudtrail_request_errors_total).",
     ["account", "region"],
     true
 );
@@ -301,7 +309,7 @@ pub const RESOURCE_FAMILIES: [&Family; 8] = [
 ];
 
 /// Every family the exporter can serve, in exposition order.
-pub const ALL: [&Family; 25] = [
+pub const ALL: [&Family; 26] = [
     &RESOURCE_INFO,
     &RESOURCE_ACCOUNT_DRIFT,
     &RESOURCE_REGION_DRIFT,
@@ -324,6 +332,7 @@ pub const ALL: [&Family; 25] = [
     &EXPORTER_CLOUDTRAIL_REQUEST_ERRORS,
     &EXPORTER_CLOUDTRAIL_LAST_SUCCESS,
     &EXPORTER_CLOUDTRAIL_LAG,
+    &EXPORTER_CLOUDTRAIL_UP,
     &EXPORTER_DUPLICATES,
     &EXPORTER_PARSE_ERRORS,
     &EXPORTER_SCRAPE_DURATION,

@@ -2,4 +2,5 @@
 
 pub mod kube;
 pub mod kube_dir;
+pub mod lookup_events;
 pub mod trail_dir;
