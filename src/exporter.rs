@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{Config, DEFAULT_WINDOW};
 use crate::evaluate::cloudtrail::{self, TrailEvidence, TrailTally};
+use crate::evaluate::lookup_plan::{self, LookupPlan};
 use crate::evaluate::{Evaluation, EvaluationCache, evaluate_with};
 use crate::model::{ClusterSnapshot, ParseError};
 use crate::offline::{self, Input, Offline, Window};
@@ -23,6 +24,7 @@ use crate::output::metrics::{Options, ResourceCache, ResourceInput, TrailMetrics
 use crate::output::page;
 use crate::output::web::{self, AppState, Published, SHUTDOWN_GRACE};
 use crate::source::kube::{self as kube_source, KubeOptions, LiveCluster};
+use crate::source::lookup_events::{self, Poller, Timing, TrailStore};
 use crate::telemetry::{self, Telemetry, label};
 
 /// Where `serve` reads from.
@@ -146,99 +148,190 @@ fn release_freed_memory() {
 
 /// How long the publisher waits after a change for more changes to arrive.
 const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(200);
+/// Live CloudTrail pages arrive continuously: republish for them at most this often.
+const TRAIL_REPUBLISH: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The trail files read for a live cluster: (tally, files, problems).
-type LiveTrail = Option<(TrailTally, usize, Vec<ParseError>)>;
+/// The cluster side of a continuously published exporter.
+enum ClusterSide {
+    Live(Arc<LiveCluster>),
+    /// A dump read once (with live CloudTrail polling beside it).
+    Static(Arc<ClusterSnapshot>),
+}
 
-/// Republishes whenever the live cluster changes (debounced), re-judging and re-rendering
-/// only what changed. The CPU work runs on the blocking pool so scrapes never wait for it.
-async fn live_publisher(
-    state: Arc<AppState>,
-    live: Arc<LiveCluster>,
-    config: Arc<Config>,
-    trail: Arc<LiveTrail>,
-    at: Option<i64>,
-) {
-    let bounds = trail.as_ref().as_ref().and_then(|(tally, _, _)| {
-        cloudtrail::window_bounds(
-            tally.newest,
-            at,
-            Some(config.cloudtrail.window.unwrap_or(DEFAULT_WINDOW)),
-        )
-    });
-    let mut caches = (EvaluationCache::default(), ResourceCache::default());
-    loop {
-        live.changed.notified().await;
-        tokio::time::sleep(DEBOUNCE).await;
-        let (state, live, config, trail) =
-            (state.clone(), live.clone(), config.clone(), trail.clone());
-        let (mut evaluations, mut renders) = caches;
-        let job = tokio::task::spawn_blocking(move || {
-            publish_live(
-                &state,
-                &live,
-                &config,
-                trail.as_ref().as_ref(),
-                bounds,
-                &mut evaluations,
-                &mut renders,
-            );
-            (evaluations, renders)
-        });
-        caches = match job.await {
-            Ok(c) => c,
-            Err(e) => {
-                warn!("publishing failed: {e}");
-                (EvaluationCache::default(), ResourceCache::default())
-            }
-        };
+impl ClusterSide {
+    fn snapshot(&self) -> Arc<ClusterSnapshot> {
+        match self {
+            ClusterSide::Live(live) => Arc::new(live.snapshot()),
+            ClusterSide::Static(s) => s.clone(),
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        match self {
+            ClusterSide::Live(live) => live.is_ready(),
+            ClusterSide::Static(_) => true,
+        }
     }
 }
 
-fn publish_live(
-    state: &AppState,
-    live: &LiveCluster,
-    config: &Config,
-    trail: Option<&(TrailTally, usize, Vec<ParseError>)>,
-    bounds: Option<(i64, i64)>,
-    evaluations: &mut EvaluationCache,
-    renders: &mut ResourceCache,
+/// The CloudTrail side of a continuously published exporter.
+enum TrailSide {
+    Off,
+    /// Trail files read once: (tally, files, problems, window bounds).
+    Files(Box<TrailTally>, usize, Vec<ParseError>, Option<(i64, i64)>),
+    /// LookupEvents polling, into a store the pollers share (files, if any, read into it first).
+    Live(Arc<TrailStore>, usize),
+}
+
+fn epoch_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Republishes whenever the cluster or CloudTrail changes (debounced), re-judging and
+/// re-rendering only what changed. The CPU work runs on the blocking pool so scrapes never
+/// wait for it. With live CloudTrail it also republishes every poll interval (the window
+/// slides) and keeps the pollers in line with what the cluster names.
+async fn continuous_publisher(
+    state: Arc<AppState>,
+    cluster: Arc<ClusterSide>,
+    trail: Arc<TrailSide>,
+    config: Arc<Config>,
+    mut poller: Option<Poller>,
 ) {
-    let snapshot = live.snapshot();
-    let evaluation = evaluate_with(evaluations, &snapshot, config);
-    let evidence = trail.map(|(tally, _, _)| {
-        cloudtrail::evidence(
-            tally,
-            &snapshot,
-            &evaluation,
-            &config.cloudtrail.identifiers,
-            bounds,
-        )
-    });
-    let view = match (trail, &evidence) {
-        (Some((tally, files, errors)), Some(evidence)) => Some(TrailView {
-            tally,
-            evidence,
-            files: *files,
-            errors,
-        }),
+    let mut caches = (EvaluationCache::default(), ResourceCache::default());
+    let kube_changed = match cluster.as_ref() {
+        ClusterSide::Live(live) => Some(live.clone()),
+        ClusterSide::Static(_) => None,
+    };
+    let store = match trail.as_ref() {
+        TrailSide::Live(store, _) => Some(store.clone()),
         _ => None,
     };
-    publish(
-        state,
-        &snapshot,
-        &evaluation,
-        view.as_ref(),
-        config,
-        renders,
-    );
+    let mut tick = tokio::time::interval(config.cloudtrail.poll_interval);
+    let mut first = true;
+    loop {
+        if !first {
+            tokio::select! {
+                _ = async { kube_changed.as_ref().unwrap().changed.notified().await }, if kube_changed.is_some() => {
+                    tokio::time::sleep(DEBOUNCE).await;
+                }
+                _ = async { store.as_ref().unwrap().changed.notified().await }, if store.is_some() => {
+                    tokio::time::sleep(TRAIL_REPUBLISH).await;
+                }
+                _ = tick.tick(), if store.is_some() => {}
+            }
+        }
+        first = false;
+        let (state2, cluster2, config2, trail2) = (
+            state.clone(),
+            cluster.clone(),
+            config.clone(),
+            trail.clone(),
+        );
+        let (mut evaluations, mut renders) = caches;
+        let job = tokio::task::spawn_blocking(move || {
+            let plan = publish_continuous(
+                &state2,
+                &cluster2,
+                &config2,
+                &trail2,
+                &mut evaluations,
+                &mut renders,
+            );
+            (evaluations, renders, plan)
+        });
+        let plan = match job.await {
+            Ok((e, r, plan)) => {
+                caches = (e, r);
+                plan
+            }
+            Err(e) => {
+                warn!("publishing failed: {e}");
+                caches = (EvaluationCache::default(), ResourceCache::default());
+                None
+            }
+        };
+        if let (Some(p), Some(plan)) = (poller.as_mut(), plan) {
+            if plan.accounts.is_empty() || plan.accounts.iter().all(|a| a.regions.is_empty()) {
+                debug!("no account or region to poll CloudTrail in yet");
+            }
+            p.apply(&plan).await;
+            let up = p.all_up();
+            state
+                .telemetry
+                .source_up
+                .get_or_create(&label("source", "cloudtrail"))
+                .set(i64::from(up));
+        }
+    }
+}
+
+/// One publish; returns the CloudTrail polling plan for what it saw (live CloudTrail only).
+fn publish_continuous(
+    state: &AppState,
+    cluster: &ClusterSide,
+    config: &Config,
+    trail: &TrailSide,
+    evaluations: &mut EvaluationCache,
+    renders: &mut ResourceCache,
+) -> Option<LookupPlan> {
+    let snapshot = cluster.snapshot();
+    let evaluation = evaluate_with(evaluations, &snapshot, config);
+    let ids = &config.cloudtrail.identifiers;
+    let window = config.cloudtrail.window.unwrap_or(DEFAULT_WINDOW);
+    let mut plan = None;
+    match trail {
+        TrailSide::Off => publish(state, &snapshot, &evaluation, None, config, renders),
+        TrailSide::Files(tally, files, errors, bounds) => {
+            let evidence = cloudtrail::evidence(tally, &snapshot, &evaluation, ids, *bounds);
+            let view = TrailView {
+                tally,
+                evidence: &evidence,
+                files: *files,
+                errors,
+            };
+            publish(state, &snapshot, &evaluation, Some(&view), config, renders);
+        }
+        TrailSide::Live(store, files) => {
+            let now = epoch_now();
+            let start = now - window.as_secs() as i64;
+            let errors = store
+                .errors
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let mut tally = store.lock();
+            // Older than the window and the allowance re-read: nothing will ask for it again.
+            cloudtrail::settle(
+                &mut tally,
+                start - config.cloudtrail.overlap.as_secs() as i64,
+                &snapshot,
+                ids,
+            );
+            let evidence =
+                cloudtrail::evidence(&tally, &snapshot, &evaluation, ids, Some((start, now)));
+            let view = TrailView {
+                tally: &tally,
+                evidence: &evidence,
+                files: *files,
+                errors: &errors,
+            };
+            publish(state, &snapshot, &evaluation, Some(&view), config, renders);
+            drop(tally);
+            plan = lookup_plan::plan(&snapshot, &evaluation, &config.cloudtrail);
+        }
+    }
     release_freed_memory();
     let t = &state.telemetry;
-    t.source_up
-        .get_or_create(&label("source", "kube"))
-        .set(i64::from(live.is_healthy()));
-    t.set_kube_objects(&snapshot.object_kinds);
-    if live.is_ready() && !state.ready.swap(true, Ordering::AcqRel) {
+    if let ClusterSide::Live(live) = cluster {
+        t.source_up
+            .get_or_create(&label("source", "kube"))
+            .set(i64::from(live.is_healthy()));
+        t.set_kube_objects(&snapshot.object_kinds);
+    }
+    if cluster.is_ready() && !state.ready.swap(true, Ordering::AcqRel) {
         info!(
             resources = snapshot.resources.len(),
             "first full sync published; ready"
@@ -249,18 +342,25 @@ fn publish_live(
         rendered = renders.rendered_last,
         "published"
     );
+    plan
 }
 
-/// Reads the trail files that accompany a live cluster (once, at start).
-fn read_live_trail(state: &AppState, dir: Option<PathBuf>) -> LiveTrail {
+/// Reads the trail files that accompany a continuously published cluster (once, at start).
+fn read_trail_files(
+    state: &AppState,
+    dir: Option<PathBuf>,
+    live_cloudtrail: bool,
+) -> Option<(TrailTally, usize, Vec<ParseError>)> {
     let t = &state.telemetry;
     let Some(dir) = dir else {
-        info!(
-            "no CloudTrail input (no --cloudtrail-dir, no cloudtrail.accounts): the CloudTrail side is off"
-        );
-        t.source_up
-            .get_or_create(&label("source", "cloudtrail"))
-            .set(0);
+        if !live_cloudtrail {
+            info!(
+                "no CloudTrail input (no --cloudtrail-dir, no cloudtrail.accounts): the CloudTrail side is off"
+            );
+            t.source_up
+                .get_or_create(&label("source", "cloudtrail"))
+                .set(0);
+        }
         return None;
     };
     let mut tally = TrailTally::default();
@@ -360,6 +460,9 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
     if kube_client.is_some() {
         telemetry.enable_live_kube();
     }
+    if opts.config.cloudtrail.accounts.is_some() && !matches!(opts.sources, Sources::Demo) {
+        telemetry.enable_live_cloudtrail();
+    }
     let state = Arc::new(AppState::new(Arc::new(telemetry), &opts.telemetry_path));
     info!(address = %listener.local_addr().map_or(addr, |a| a), "listening");
 
@@ -371,37 +474,124 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
         at,
         ..
     } = opts;
+    let live_cloudtrail = config.cloudtrail.accounts.is_some();
+    let continuous = matches!(sources, Sources::Live { .. })
+        || (live_cloudtrail && matches!(sources, Sources::Offline { .. }));
     let loader = match sources {
-        Sources::Live {
-            kube,
-            cloudtrail_dir,
-        } => {
-            let client = kube_client.expect("built above for a live source");
-            let live = LiveCluster::new(loader_state.telemetry.clone(), cloudtrail_dir.is_some());
-            kube_source::start(client, kube, live.clone());
+        sources if continuous => {
+            let (cluster, kube_dir, cloudtrail_dir) = match sources {
+                Sources::Live {
+                    kube,
+                    cloudtrail_dir,
+                } => {
+                    let client = kube_client.expect("built above for a live source");
+                    let keep_identifiers = cloudtrail_dir.is_some() || live_cloudtrail;
+                    let live = LiveCluster::new(loader_state.telemetry.clone(), keep_identifiers);
+                    kube_source::start(client, kube, live.clone());
+                    (Some(live), None, cloudtrail_dir)
+                }
+                Sources::Offline {
+                    kube_dir,
+                    cloudtrail_dir,
+                } => (None, Some(kube_dir), cloudtrail_dir),
+                Sources::Demo => unreachable!("the demo has no live side"),
+            };
             tokio::spawn(async move {
+                let cluster = match (cluster, kube_dir) {
+                    (Some(live), _) => ClusterSide::Live(live),
+                    (None, Some(dir)) => {
+                        let read = tokio::task::spawn_blocking(move || {
+                            offline::read_cluster(Input::Dir(&dir))
+                        })
+                        .await
+                        .unwrap_or_else(|e| Err(e.to_string()));
+                        let t = &loader_state.telemetry;
+                        match read {
+                            Ok(snapshot) => {
+                                for e in &snapshot.parse_errors {
+                                    warn!("{e}");
+                                }
+                                t.source_up
+                                    .get_or_create(&label("source", "kube_dir"))
+                                    .set(1);
+                                t.parse_errors
+                                    .get_or_create(&label("source", "kube_dir"))
+                                    .inc_by(snapshot.parse_errors.len() as u64);
+                                t.set_kube_objects(&snapshot.object_kinds);
+                                ClusterSide::Static(Arc::new(snapshot))
+                            }
+                            Err(e) => {
+                                warn!("{e}");
+                                t.source_up
+                                    .get_or_create(&label("source", "kube_dir"))
+                                    .set(0);
+                                return;
+                            }
+                        }
+                    }
+                    (None, None) => unreachable!("one cluster side is always given"),
+                };
                 let reader_state = loader_state.clone();
-                let trail = tokio::task::spawn_blocking(move || {
-                    read_live_trail(&reader_state, cloudtrail_dir)
+                let files = tokio::task::spawn_blocking(move || {
+                    read_trail_files(&reader_state, cloudtrail_dir, live_cloudtrail)
                 })
                 .await
                 .unwrap_or(None);
-                // Publish at least once even if the cluster is quiet.
-                live.changed.notify_one();
-                // Health can change without any object changing (a watch recovers quietly).
-                let (health_state, health_live) = (loader_state.clone(), live.clone());
-                tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
-                    loop {
-                        tick.tick().await;
-                        health_state
-                            .telemetry
-                            .source_up
-                            .get_or_create(&label("source", "kube"))
-                            .set(i64::from(health_live.is_healthy()));
+                let window = config.cloudtrail.window.unwrap_or(DEFAULT_WINDOW);
+                let mut poller = None;
+                let trail = if live_cloudtrail {
+                    let store = Arc::new(TrailStore::default());
+                    let mut files_read = 0;
+                    if let Some((tally, files, errors)) = files {
+                        *store.lock() = tally;
+                        *store.errors.lock().unwrap_or_else(|p| p.into_inner()) = errors;
+                        files_read = files;
                     }
-                });
-                live_publisher(loader_state, live, Arc::new(config), Arc::new(trail), at).await;
+                    let timing = Timing {
+                        poll_interval: config.cloudtrail.poll_interval,
+                        window,
+                        overlap: config.cloudtrail.overlap,
+                        attempt_timeout: std::time::Duration::from_secs(20),
+                    };
+                    poller = Some(Poller::new(
+                        lookup_events::base_config().await,
+                        store.clone(),
+                        loader_state.telemetry.clone(),
+                        timing,
+                    ));
+                    TrailSide::Live(store, files_read)
+                } else {
+                    match files {
+                        Some((tally, files, errors)) => {
+                            let bounds = cloudtrail::window_bounds(tally.newest, at, Some(window));
+                            TrailSide::Files(Box::new(tally), files, errors, bounds)
+                        }
+                        None => TrailSide::Off,
+                    }
+                };
+                if let ClusterSide::Live(live) = &cluster {
+                    // Health can change without any object changing (a watch recovers quietly).
+                    let (health_state, health_live) = (loader_state.clone(), live.clone());
+                    tokio::spawn(async move {
+                        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+                        loop {
+                            tick.tick().await;
+                            health_state
+                                .telemetry
+                                .source_up
+                                .get_or_create(&label("source", "kube"))
+                                .set(i64::from(health_live.is_healthy()));
+                        }
+                    });
+                }
+                continuous_publisher(
+                    loader_state,
+                    Arc::new(cluster),
+                    Arc::new(trail),
+                    Arc::new(config),
+                    poller,
+                )
+                .await;
             })
         }
         sources => tokio::task::spawn_blocking(move || {
@@ -425,7 +615,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
                     &config,
                     window,
                 ),
-                Sources::Live { .. } => unreachable!("handled above"),
+                Sources::Live { .. } => unreachable!("published continuously"),
             };
             match loaded {
                 Ok(loaded) => {

@@ -274,7 +274,12 @@ pub fn settle(
         ) {
             *tally
                 .settled_unattributed
-                .entry((call.account, call.region, call.kind.unwrap_or_default(), reason))
+                .entry((
+                    call.account,
+                    call.region,
+                    call.kind.unwrap_or_default(),
+                    reason,
+                ))
                 .or_default() += 1;
         }
     }

@@ -227,7 +227,10 @@ metadata: {name: b, namespace: uat}
             p.accounts[1].role_arn.as_deref(),
             Some("arn:aws:iam::222222222222:role/reader")
         );
-        assert_eq!(p.accounts[0].regions, ["eu-west-1", "eu-west-2", "us-east-1"]);
+        assert_eq!(
+            p.accounts[0].regions,
+            ["eu-west-1", "eu-west-2", "us-east-1"]
+        );
         assert_eq!(
             p.event_sources,
             ["ec2.amazonaws.com", "s3.amazonaws.com", "sts.amazonaws.com"]

@@ -183,10 +183,15 @@ impl Cursor {
     fn ranges(&self, now: i64, timing: &Timing) -> (Option<(i64, i64)>, (i64, i64)) {
         let window_start = now - timing.window.as_secs() as i64;
         let overlap = timing.overlap.as_secs() as i64;
-        let fresh = (self.fresh_until.unwrap_or(window_start).max(window_start), now);
+        let fresh = (
+            self.fresh_until.unwrap_or(window_start).max(window_start),
+            now,
+        );
         // Settled in chunks of a third of the allowance (at least a poll): fewer requests
         // for partly filled pages than settling a sliver every poll.
-        let chunk = (overlap / 3).max(timing.poll_interval.as_secs() as i64).max(1);
+        let chunk = (overlap / 3)
+            .max(timing.poll_interval.as_secs() as i64)
+            .max(1);
         let settle = self.final_until.and_then(|f| {
             let start = f.max(window_start);
             let end = (now - overlap).min(self.fresh_until.unwrap_or(start));
@@ -377,10 +382,7 @@ impl AccountRegion {
             match parsed {
                 Ok(r) => records.push(r),
                 Err(message) => problems.push(ParseError {
-                    file: format!(
-                        "lookup_events:{}/{}/{source}",
-                        self.account, self.region
-                    ),
+                    file: format!("lookup_events:{}/{}/{source}", self.account, self.region),
                     line: None,
                     message: format!("event {id}: {message}"),
                 }),
@@ -404,7 +406,12 @@ impl AccountRegion {
             for p in &problems {
                 warn!("{p}");
             }
-            let mut kept = self.ctx.store.errors.lock().unwrap_or_else(|p| p.into_inner());
+            let mut kept = self
+                .ctx
+                .store
+                .errors
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             kept.extend(problems);
             let excess = kept.len().saturating_sub(KEPT_ERRORS);
             kept.drain(..excess);
@@ -476,6 +483,21 @@ impl Poller {
         }
     }
 
+    /// Whether every (account, region) polled so far read all of its streams at its last poll;
+    /// false with nothing to poll.
+    pub fn all_up(&self) -> bool {
+        !self.running.is_empty()
+            && self.running.keys().all(|(account, region)| {
+                let ar = labels(&[("account", account), ("region", region)]);
+                // A pair not polled yet has no series: it has not failed.
+                self.ctx
+                    .telemetry
+                    .cloudtrail_up
+                    .get(&ar)
+                    .is_none_or(|g| g.get() == 1)
+            })
+    }
+
     /// Brings the running pollers in line with `plan`.
     pub async fn apply(&mut self, plan: &LookupPlan) {
         let mut wanted: HashMap<(String, String), (Option<String>, f64)> = HashMap::new();
@@ -512,7 +534,9 @@ impl Poller {
                 });
                 continue;
             }
-            let credentials = self.credentials_for(&account, role_arn.as_deref(), &region).await;
+            let credentials = self
+                .credentials_for(&account, role_arn.as_deref(), &region)
+                .await;
             let mut conf = aws_sdk_cloudtrail::config::Builder::from(&self.base)
                 .region(aws_sdk_cloudtrail::config::Region::new(region.clone()))
                 .retry_config(RetryConfig::disabled())
