@@ -3,6 +3,7 @@
 //! endpoints, SIGTERM, and the stable-metrics list.
 
 mod common;
+use common::samples;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -21,29 +22,6 @@ fn seed_server() -> Server {
         "--config",
         s.join("config.yaml").to_str().unwrap(),
     ])
-}
-
-/// Samples of the classic text format: (name, labels) → value.
-fn samples(text: &str) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
-    let mut out = BTreeMap::new();
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
-        let (series, value) = line.rsplit_once(' ').unwrap();
-        let (name, labels) = match series.split_once('{') {
-            Some((n, rest)) => (n, rest.trim_end_matches('}')),
-            None => (series, ""),
-        };
-        let mut map = BTreeMap::new();
-        // Label values in these tests hold no commas or escaped quotes.
-        for pair in labels.split("\",").filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once("=\"").unwrap();
-            map.insert(k.to_string(), v.trim_end_matches('"').to_string());
-        }
-        out.insert((name.to_string(), map), value.parse().unwrap());
-    }
-    out
 }
 
 fn value(

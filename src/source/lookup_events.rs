@@ -102,13 +102,15 @@ impl Limiter {
         self.next = Instant::now() + self.interval;
     }
 
+    /// Gentle on purpose: a throttle may come from another reader of the same account, and
+    /// halving the rate on each would starve the poller.
     fn throttled(&mut self) {
-        self.interval = (self.interval * 2).min(self.base * 8);
+        self.interval = self.interval.mul_f64(1.5).min(self.base * 4);
         self.next = Instant::now() + self.interval;
     }
 
     fn succeeded(&mut self) {
-        self.interval = self.interval.mul_f64(0.9).max(self.base);
+        self.interval = self.interval.mul_f64(0.8).max(self.base);
     }
 }
 
@@ -216,6 +218,21 @@ impl Cursor {
     }
 }
 
+/// Which pass a read belongs to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Pass {
+    Fresh,
+    Settle,
+}
+
+/// A read interrupted by a failure: resumed at the next poll from the page it stopped at
+/// (the token stays with the query it belongs to).
+struct Pending {
+    pass: Pass,
+    range: (i64, i64),
+    token: Option<String>,
+}
+
 /// Polls one (account, region).
 struct AccountRegion {
     ctx: Arc<Ctx>,
@@ -224,6 +241,7 @@ struct AccountRegion {
     client: Client,
     limiter: Limiter,
     cursors: BTreeMap<String, Cursor>,
+    pending: BTreeMap<String, Pending>,
 }
 
 impl AccountRegion {
@@ -240,6 +258,7 @@ impl AccountRegion {
             tick.tick().await;
             let list = sources.borrow_and_update().clone();
             self.cursors.retain(|s, _| list.contains(s));
+            self.pending.retain(|s, _| list.contains(s));
             let mut up = true;
             for source in &list {
                 match self.poll_stream(source).await {
@@ -269,28 +288,57 @@ impl AccountRegion {
         }
     }
 
-    /// One poll of a stream: settle what passed its allowance, then read what is new.
+    /// One poll of a stream: finish an interrupted read, settle what passed its allowance,
+    /// then read what is new.
     async fn poll_stream(&mut self, source: &str) -> Result<(), Failure> {
-        let timing = self.ctx.timing;
-        let now = now();
-        let mut cursor = self.cursors.get(source).copied().unwrap_or_default();
-        let (settle, fresh) = cursor.ranges(now, &timing);
-        if let Some(range) = settle {
-            self.read(source, range).await?;
-            cursor.settle_done(range);
-            self.cursors.insert(source.to_string(), cursor);
+        let overlap = self.ctx.timing.overlap.as_secs() as i64;
+        if let Some(p) = self.pending.remove(source) {
+            self.read(source, p.pass, p.range, p.token).await?;
+            self.done(source, p.pass, p.range, overlap);
         }
-        self.read(source, fresh).await?;
-        cursor.fresh_done(fresh, timing.overlap.as_secs() as i64);
-        self.cursors.insert(source.to_string(), cursor);
+        let cursor = self.cursors.get(source).copied().unwrap_or_default();
+        let (settle, fresh) = cursor.ranges(now(), &self.ctx.timing);
+        if let Some(range) = settle {
+            self.read(source, Pass::Settle, range, None).await?;
+            self.done(source, Pass::Settle, range, overlap);
+        }
+        self.read(source, Pass::Fresh, fresh, None).await?;
+        self.done(source, Pass::Fresh, fresh, overlap);
         Ok(())
     }
 
-    /// Reads `[start, end]` of one event source to the last page.
-    async fn read(&mut self, source: &str, (start, end): (i64, i64)) -> Result<(), Failure> {
-        let mut token: Option<String> = None;
+    fn done(&mut self, source: &str, pass: Pass, range: (i64, i64), overlap: i64) {
+        let cursor = self.cursors.entry(source.to_string()).or_default();
+        match pass {
+            Pass::Fresh => cursor.fresh_done(range, overlap),
+            Pass::Settle => cursor.settle_done(range),
+        }
+    }
+
+    /// Reads `[start, end]` of one event source to the last page, from `token` on. On a
+    /// failure the read is kept pending with the token of the page it could not get.
+    async fn read(
+        &mut self,
+        source: &str,
+        pass: Pass,
+        (start, end): (i64, i64),
+        mut token: Option<String>,
+    ) -> Result<(), Failure> {
         loop {
-            let page = self.request(source, start, end, token.take()).await?;
+            let page = match self.request(source, start, end, token.clone()).await {
+                Ok(page) => page,
+                Err(f) => {
+                    self.pending.insert(
+                        source.to_string(),
+                        Pending {
+                            pass,
+                            range: (start, end),
+                            token,
+                        },
+                    );
+                    return Err(f);
+                }
+            };
             self.ingest(source, page.events());
             match page.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
@@ -444,6 +492,9 @@ pub async fn base_config() -> SdkConfig {
 pub struct Poller {
     ctx: Arc<Ctx>,
     base: SdkConfig,
+    /// One cache for every client: it keeps each account's credentials (keyed by provider)
+    /// until shortly before they expire, so regions share one AssumeRole.
+    identities: aws_sdk_cloudtrail::config::SharedIdentityCache,
     /// Per account: its role and the credentials its regional clients share.
     credentials: HashMap<String, (Option<String>, SharedCredentialsProvider)>,
     running: HashMap<(String, String), Running>,
@@ -478,6 +529,7 @@ impl Poller {
                 timing,
             }),
             base,
+            identities: aws_sdk_cloudtrail::config::IdentityCache::lazy().build(),
             credentials: HashMap::new(),
             running: HashMap::new(),
         }
@@ -539,6 +591,7 @@ impl Poller {
                 .await;
             let mut conf = aws_sdk_cloudtrail::config::Builder::from(&self.base)
                 .region(aws_sdk_cloudtrail::config::Region::new(region.clone()))
+                .identity_cache(self.identities.clone())
                 .retry_config(RetryConfig::disabled())
                 .timeout_config(
                     TimeoutConfig::builder()
@@ -546,7 +599,9 @@ impl Poller {
                         .build(),
                 );
             if let Some(c) = credentials {
-                conf = conf.credentials_provider(c);
+                // The shared provider itself, not re-wrapped: its cache partition is what
+                // lets the regions share one set of credentials.
+                conf.set_credentials_provider(Some(c));
             }
             let client = Client::from_conf(conf.build());
             let (tx, rx) = watch::channel(plan.event_sources.clone());
@@ -558,6 +613,7 @@ impl Poller {
                 client,
                 limiter: Limiter::new(rps),
                 cursors: BTreeMap::new(),
+                pending: BTreeMap::new(),
             };
             let task = tokio::spawn(poller.run(rx));
             self.running.insert(
@@ -683,7 +739,11 @@ mod tests {
         l.throttled();
         let before = Instant::now();
         l.acquire().await;
-        assert_eq!(before.elapsed(), Duration::from_millis(1_040));
+        assert_eq!(before.elapsed(), Duration::from_millis(780));
+        for _ in 0..40 {
+            l.throttled();
+        }
+        assert_eq!(l.interval, Duration::from_millis(2_080));
         for _ in 0..40 {
             l.succeeded();
         }

@@ -117,6 +117,11 @@ impl Server {
 
     /// Starts `serve` on an ephemeral port and returns once it listens (maybe not ready).
     pub fn start_listening(args: &[&str]) -> Server {
+        Server::start_listening_with(args, &[])
+    }
+
+    /// As [`Server::start_listening`], with extra environment variables.
+    pub fn start_listening_with(args: &[&str], env: &[(&str, String)]) -> Server {
         let mut child = Command::new(super::bin())
             .arg("serve")
             .args(["--web.listen-address", "127.0.0.1:0"])
@@ -125,6 +130,7 @@ impl Server {
             .stderr(Stdio::piped())
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .spawn()
             .expect("serve starts");
         let stderr = child.stderr.take().unwrap();

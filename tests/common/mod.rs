@@ -65,3 +65,26 @@ pub fn scratch(name: &str) -> PathBuf {
 }
 
 pub mod http;
+
+/// Samples of the classic text format: (name, labels) → value.
+pub fn samples(text: &str) -> std::collections::BTreeMap<(String, std::collections::BTreeMap<String, String>), f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let (name, labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let mut map = std::collections::BTreeMap::new();
+        // Label values in these tests hold no commas or escaped quotes.
+        for pair in labels.split("\",").filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once("=\"").unwrap();
+            map.insert(k.to_string(), v.trim_end_matches('"').to_string());
+        }
+        out.insert((name.to_string(), map), value.parse().unwrap());
+    }
+    out
+}
