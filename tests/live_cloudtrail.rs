@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use common::http::Server;
 use common::samples;
-use fake_cloudtrail::{FakeCloudTrail, FakeEvent, Faults, busiest_second, now};
+use fake_cloudtrail::{
+    FakeCloudTrail, FakeEvent, Faults, busiest_second, now, rfc3339, rfc3339_secs,
+};
 use serde_json::{Value, json};
 
 const HOME: &str = "111111111111";
@@ -23,25 +25,6 @@ const NS: &str = "payments";
 const UA: &str = "aws-controllers-k8s/ec2.services.k8s.aws-v1.2.0 (GitCommit/8d2f0e1c; BuildDate/2024-02-01T10:00; CRDKind/SecurityGroup; CRDVersion/v1alpha1) aws-sdk-go/1.50.0 (go1.21.6; linux; amd64)";
 
 type Samples = BTreeMap<(String, BTreeMap<String, String>), f64>;
-
-fn rfc3339(t: i64) -> String {
-    let (days, rem) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
 
 fn sg_id(i: usize) -> String {
     format!("sg-{i:017x}")
@@ -116,19 +99,6 @@ fn fake_event(record: Value, visible_at: f64) -> FakeEvent {
     }
 }
 
-fn rfc3339_secs(s: &str) -> i64 {
-    // Only the form `rfc3339` writes.
-    let n = |a: usize, b: usize| s[a..b].parse::<i64>().unwrap();
-    let (y, m, d) = (n(0, 4), n(5, 7), n(8, 10));
-    let (y2, m2) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * m2 + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    days * 86_400 + n(11, 13) * 3600 + n(14, 16) * 60 + n(17, 19)
-}
-
 /// What the exporter must report, computed from the events alone.
 #[derive(Default, Debug, PartialEq)]
 struct Truth {
@@ -152,12 +122,19 @@ fn truth_of(events: &[FakeEvent]) -> Truth {
             "sg-{}",
             usize::from_str_radix(group.trim_start_matches("sg-"), 16).unwrap()
         );
-        *t.events.entry((account.clone(), region.clone())).or_default() += 1;
+        *t.events
+            .entry((account.clone(), region.clone()))
+            .or_default() += 1;
         if let Some(code) = r["errorCode"].as_str() {
             // EC2 writes some codes with a `Client.` prefix; the exporter reports them bare.
             let code = code.trim_start_matches("Client.");
             *t.errors
-                .entry((account.clone(), region.clone(), e.event_name.clone(), code.into()))
+                .entry((
+                    account.clone(),
+                    region.clone(),
+                    e.event_name.clone(),
+                    code.into(),
+                ))
                 .or_default() += 1;
             *t.resource_errors
                 .entry((name.clone(), account.clone(), region, code.into()))
@@ -177,8 +154,10 @@ fn truth_from_metrics(s: &Samples) -> Truth {
         let v = *v as u64;
         match name.as_str() {
             "ack_drift_cloudtrail_errors_total" => {
-                t.errors
-                    .insert((g("account"), g("region"), g("event_name"), g("error_code")), v);
+                t.errors.insert(
+                    (g("account"), g("region"), g("event_name"), g("error_code")),
+                    v,
+                );
             }
             "ack_drift_cloudtrail_events_total" if g("ack_kind") == "SecurityGroup" => {
                 t.events.insert((g("account"), g("region")), v);
@@ -203,7 +182,10 @@ fn scrape(server: &Server) -> Samples {
 fn value(s: &Samples, name: &str, want: &[(&str, &str)]) -> Option<f64> {
     s.iter()
         .filter(|((n, l), _)| {
-            n == name && want.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+            n == name
+                && want
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
         })
         .map(|(_, v)| *v)
         .reduce(|a, b| a + b)
@@ -272,7 +254,17 @@ fn every_event_counted_once_under_faults_within_the_rate_ceiling() {
     );
     server.wait_ready();
     let last = wait_for(&server, Duration::from_secs(300), |s| {
-        now() > (t0 + 70) as f64 && truth_from_metrics(s) == truth
+        let got = truth_from_metrics(s);
+        if std::env::var("PROGRESS").is_ok() {
+            eprintln!(
+                "{:.0} s: {} events, {} errors, {} lookups",
+                now() - t0 as f64,
+                got.events.values().sum::<u64>(),
+                got.errors.values().sum::<u64>(),
+                fake.stats().lookups
+            );
+        }
+        now() > (t0 + 70) as f64 && got == truth
     });
     eprintln!(
         "converged {:.0} s after the start; {} LookupEvents calls, {} events returned",
@@ -331,13 +323,20 @@ fn every_event_counted_once_under_faults_within_the_rate_ceiling() {
     std::thread::sleep(Duration::from_secs(8));
     let healed = scrape(&server);
     assert_eq!(
-        value(&healed, "ack_drift_exporter_source_up", &[("source", "cloudtrail")]),
+        value(
+            &healed,
+            "ack_drift_exporter_source_up",
+            &[("source", "cloudtrail")]
+        ),
         Some(1.0)
     );
     for a in ACCOUNTS {
         for r in REGIONS {
             let ar = [("account", a), ("region", r)];
-            assert_eq!(value(&healed, "ack_drift_exporter_cloudtrail_up", &ar), Some(1.0));
+            assert_eq!(
+                value(&healed, "ack_drift_exporter_cloudtrail_up", &ar),
+                Some(1.0)
+            );
             let lag = value(&healed, "ack_drift_exporter_cloudtrail_lag_seconds", &ar).unwrap();
             assert!(lag < 30.0, "{a}/{r} lag {lag}");
         }
@@ -356,7 +355,14 @@ fn an_account_whose_role_is_refused_is_down_and_the_others_read_on() {
     let events: Vec<FakeEvent> = (0..40usize)
         .map(|k| {
             let account = accounts[k % 2];
-            let record = ack_event(k, account, "eu-west-2", k % 3, t0 - 60, Some("InvalidGroup.NotFound"));
+            let record = ack_event(
+                k,
+                account,
+                "eu-west-2",
+                k % 3,
+                t0 - 60,
+                Some("InvalidGroup.NotFound"),
+            );
             fake_event(record, 0.0)
         })
         .collect();
@@ -378,30 +384,61 @@ fn an_account_whose_role_is_refused_is_down_and_the_others_read_on() {
     server.wait_ready();
     let s = wait_for(&server, Duration::from_secs(60), |s| {
         value(s, "ack_drift_cloudtrail_errors_total", &[("account", HOME)]) == Some(20.0)
-            && value(s, "ack_drift_exporter_cloudtrail_up", &[("account", "222222222222")])
-                .is_some()
+            && value(
+                s,
+                "ack_drift_exporter_cloudtrail_up",
+                &[("account", "222222222222")],
+            )
+            .is_some()
     });
     assert_eq!(
-        value(&s, "ack_drift_cloudtrail_errors_total", &[("account", HOME)]),
+        value(
+            &s,
+            "ack_drift_cloudtrail_errors_total",
+            &[("account", HOME)]
+        ),
         Some(20.0),
         "{}",
         server.stderr.lock().unwrap()
     );
     assert_eq!(
-        value(&s, "ack_drift_cloudtrail_errors_total", &[("account", "222222222222")]),
+        value(
+            &s,
+            "ack_drift_cloudtrail_errors_total",
+            &[("account", "222222222222")]
+        ),
         None
     );
     let down = [("account", "222222222222"), ("region", "eu-west-2")];
-    assert_eq!(value(&s, "ack_drift_exporter_cloudtrail_up", &down), Some(0.0));
+    assert_eq!(
+        value(&s, "ack_drift_exporter_cloudtrail_up", &down),
+        Some(0.0)
+    );
     let mut why = down.to_vec();
     why.push(("code", "AssumeRoleFailed"));
-    assert!(value(&s, "ack_drift_exporter_cloudtrail_request_errors_total", &why).unwrap() >= 1.0);
+    assert!(
+        value(
+            &s,
+            "ack_drift_exporter_cloudtrail_request_errors_total",
+            &why
+        )
+        .unwrap()
+            >= 1.0
+    );
     assert_eq!(
-        value(&s, "ack_drift_exporter_cloudtrail_up", &[("account", HOME), ("region", "eu-west-2")]),
+        value(
+            &s,
+            "ack_drift_exporter_cloudtrail_up",
+            &[("account", HOME), ("region", "eu-west-2")]
+        ),
         Some(1.0)
     );
     assert_eq!(
-        value(&s, "ack_drift_exporter_source_up", &[("source", "cloudtrail")]),
+        value(
+            &s,
+            "ack_drift_exporter_source_up",
+            &[("source", "cloudtrail")]
+        ),
         Some(0.0)
     );
     let stats = fake.stats();
@@ -415,7 +452,11 @@ fn an_account_whose_role_is_refused_is_down_and_the_others_read_on() {
     );
     let log = server.stderr.lock().unwrap().clone();
     assert!(log.contains("AccessDenied"), "the log says why:\n{log}");
-    for secret in [fake_cloudtrail::BASE_SECRET_KEY, "fake-secret", "fake-session-token"] {
+    for secret in [
+        fake_cloudtrail::BASE_SECRET_KEY,
+        "fake-secret",
+        "fake-session-token",
+    ] {
         assert!(!log.contains(secret), "a secret in the log");
     }
     server.terminate();
@@ -483,12 +524,23 @@ fn the_seed_scenario_served_live_gives_the_offline_figures() {
     for r in audit["resources"].as_array().unwrap() {
         let name = r["name"].as_str().unwrap().to_string();
         for e in r["error_events"].as_array().into_iter().flatten() {
-            let key = format!("{}/{}/{}", e["account"].as_str().unwrap(), e["region"].as_str().unwrap(), e["error_code"].as_str().unwrap());
-            want.insert((name.clone(), "error".into(), key), e["count"].as_u64().unwrap());
+            let key = format!(
+                "{}/{}/{}",
+                e["account"].as_str().unwrap(),
+                e["region"].as_str().unwrap(),
+                e["error_code"].as_str().unwrap()
+            );
+            want.insert(
+                (name.clone(), "error".into(), key),
+                e["count"].as_u64().unwrap(),
+            );
         }
         for c in r["wrong_account_calls"].as_array().into_iter().flatten() {
             let key = c["account"].as_str().unwrap().to_string();
-            want.insert((name.clone(), "wrong".into(), key), c["count"].as_u64().unwrap());
+            want.insert(
+                (name.clone(), "wrong".into(), key),
+                c["count"].as_u64().unwrap(),
+            );
         }
     }
     assert!(!want.is_empty(), "the seed scenario has evidence: {audit}");
@@ -533,14 +585,19 @@ fn the_seed_scenario_served_live_gives_the_offline_figures() {
                     got.insert((g("name"), "error".to_string(), key), *v as u64);
                 }
                 "ack_drift_resource_wrong_account_calls" if *v > 0.0 => {
-                    got.insert((g("name"), "wrong".to_string(), g("called_account")), *v as u64);
+                    got.insert(
+                        (g("name"), "wrong".to_string(), g("called_account")),
+                        *v as u64,
+                    );
                 }
                 _ => {}
             }
         }
         got
     };
-    let s = wait_for(&server, Duration::from_secs(60), |s| live_figures(s) == want);
+    let s = wait_for(&server, Duration::from_secs(60), |s| {
+        live_figures(s) == want
+    });
     assert_eq!(live_figures(&s), want, "{}", server.stderr.lock().unwrap());
     server.terminate();
 }

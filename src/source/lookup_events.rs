@@ -110,7 +110,9 @@ impl Limiter {
     }
 
     fn succeeded(&mut self) {
-        self.interval = self.interval.mul_f64(0.8).max(self.base);
+        // One success undoes one throttle: a throttle that came from elsewhere (or from the
+        // service's own bad second) does not slow every later request.
+        self.interval = self.interval.mul_f64(2.0 / 3.0).max(self.base);
     }
 }
 

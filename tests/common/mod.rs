@@ -67,7 +67,9 @@ pub fn scratch(name: &str) -> PathBuf {
 pub mod http;
 
 /// Samples of the classic text format: (name, labels) → value.
-pub fn samples(text: &str) -> std::collections::BTreeMap<(String, std::collections::BTreeMap<String, String>), f64> {
+pub fn samples(
+    text: &str,
+) -> std::collections::BTreeMap<(String, std::collections::BTreeMap<String, String>), f64> {
     let mut out = std::collections::BTreeMap::new();
     for line in text
         .lines()

@@ -40,6 +40,40 @@ pub fn now() -> f64 {
         .as_secs_f64()
 }
 
+/// Epoch seconds as `2026-11-27T10:00:00Z`.
+pub fn rfc3339(t: i64) -> String {
+    let (days, rem) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The inverse of [`rfc3339`] (that form only).
+pub fn rfc3339_secs(s: &str) -> i64 {
+    let n = |a: usize, b: usize| s[a..b].parse::<i64>().unwrap();
+    let (y, m, d) = (n(0, 4), n(5, 7), n(8, 10));
+    let (y2, m2) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * m2 + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    days * 86_400 + n(11, 13) * 3600 + n(14, 16) * 60 + n(17, 19)
+}
+
 /// One event as CloudTrail holds it.
 #[derive(Debug, Clone)]
 pub struct FakeEvent {
@@ -325,7 +359,11 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Fu
             lookup_events(state, &target, &key, token, &region, &body).await
         }
         (None, "sts") => assume_role(&state, &key, &body),
-        _ => json_error(StatusCode::BAD_REQUEST, "UnknownOperationException", "unknown"),
+        _ => json_error(
+            StatusCode::BAD_REQUEST,
+            "UnknownOperationException",
+            "unknown",
+        ),
     }
 }
 
@@ -337,25 +375,39 @@ fn assume_role(state: &Mutex<State>, key: &str, body: &[u8]) -> Response<Full<By
         .collect();
     let mut s = state.lock().unwrap();
     if key != BASE_ACCESS_KEY {
-        return sts_error(StatusCode::FORBIDDEN, "InvalidClientTokenId", "The security token included in the request is invalid.");
+        return sts_error(
+            StatusCode::FORBIDDEN,
+            "InvalidClientTokenId",
+            "The security token included in the request is invalid.",
+        );
     }
     if form.get("Action").map(String::as_str) != Some("AssumeRole") {
         return sts_error(StatusCode::BAD_REQUEST, "InvalidAction", "only AssumeRole");
     }
     let (Some(role), Some(session)) = (form.get("RoleArn"), form.get("RoleSessionName")) else {
-        return sts_error(StatusCode::BAD_REQUEST, "MissingParameter", "RoleArn and RoleSessionName are required");
+        return sts_error(
+            StatusCode::BAD_REQUEST,
+            "MissingParameter",
+            "RoleArn and RoleSessionName are required",
+        );
     };
     *s.stats.assume_role.entry(role.clone()).or_default() += 1;
     s.stats.session_names.insert(session.clone());
     let parts: Vec<&str> = role.split(':').collect();
     if parts.len() != 6 || parts[4].len() != 12 || !parts[5].starts_with("role/") {
-        return sts_error(StatusCode::BAD_REQUEST, "ValidationError", "RoleArn is not a role ARN");
+        return sts_error(
+            StatusCode::BAD_REQUEST,
+            "ValidationError",
+            "RoleArn is not a role ARN",
+        );
     }
     if s.faults.refused_roles.contains(role) {
         return sts_error(
             StatusCode::FORBIDDEN,
             "AccessDenied",
-            &format!("User: arn:aws:iam::{BASE_ACCOUNT}:user/exporter is not authorized to perform: sts:AssumeRole on resource: {role}"),
+            &format!(
+                "User: arn:aws:iam::{BASE_ACCOUNT}:user/exporter is not authorized to perform: sts:AssumeRole on resource: {role}"
+            ),
         );
     }
     s.issued += 1;
@@ -363,28 +415,11 @@ fn assume_role(state: &Mutex<State>, key: &str, body: &[u8]) -> Response<Full<By
     let access_key = format!("ASIAFAKE{:012}", s.issued);
     let session_token = format!("fake-session-token-{}", s.issued);
     let expiry = now() + 3600.0;
-    s.keys
-        .insert(access_key.clone(), (account.clone(), expiry, session_token.clone()));
-    let expiration = {
-        let secs = expiry as i64;
-        let (days, rem) = (secs / 86_400, secs % 86_400);
-        // Civil date from days since 1970-01-01 (proleptic Gregorian).
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = doy - (153 * mp + 2) / 5 + 1;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 };
-        let y = yoe + era * 400 + i64::from(m <= 2);
-        format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-            rem / 3600,
-            rem % 3600 / 60,
-            rem % 60
-        )
-    };
+    s.keys.insert(
+        access_key.clone(),
+        (account.clone(), expiry, session_token.clone()),
+    );
+    let expiration = rfc3339(expiry as i64);
     let name = parts[5].trim_start_matches("role/");
     xml_answer(
         StatusCode::OK,
@@ -424,10 +459,18 @@ async fn lookup_events(
                     account.clone()
                 }
                 Some(_) => {
-                    return json_error(StatusCode::BAD_REQUEST, "ExpiredTokenException", "The security token included in the request is expired");
+                    return json_error(
+                        StatusCode::BAD_REQUEST,
+                        "ExpiredTokenException",
+                        "The security token included in the request is expired",
+                    );
                 }
                 None => {
-                    return json_error(StatusCode::BAD_REQUEST, "UnrecognizedClientException", "The security token included in the request is invalid.");
+                    return json_error(
+                        StatusCode::BAD_REQUEST,
+                        "UnrecognizedClientException",
+                        "The security token included in the request is invalid.",
+                    );
                 }
             }
         };
@@ -445,21 +488,35 @@ async fn lookup_events(
         bucket.at = t;
         if bucket.tokens < 1.0 {
             s.stats.throttled_rate += 1;
-            Err(json_error(StatusCode::BAD_REQUEST, "ThrottlingException", "Rate exceeded"))
+            Err(json_error(
+                StatusCode::BAD_REQUEST,
+                "ThrottlingException",
+                "Rate exceeded",
+            ))
         } else {
             bucket.tokens -= 1.0;
             if s.faults.denied_accounts.contains(&account) {
                 Err(json_error(
                     StatusCode::BAD_REQUEST,
                     "AccessDeniedException",
-                    &format!("User is not authorized to perform: cloudtrail:LookupEvents in {account}"),
+                    &format!(
+                        "User is not authorized to perform: cloudtrail:LookupEvents in {account}"
+                    ),
                 ))
             } else if random(&mut s) < s.faults.throttle {
                 s.stats.throttled_injected += 1;
-                Err(json_error(StatusCode::BAD_REQUEST, "ThrottlingException", "Rate exceeded"))
+                Err(json_error(
+                    StatusCode::BAD_REQUEST,
+                    "ThrottlingException",
+                    "Rate exceeded",
+                ))
             } else if random(&mut s) < s.faults.server_error {
                 s.stats.server_errors += 1;
-                Err(json_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerErrorException", "internal error"))
+                Err(json_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalServerErrorException",
+                    "internal error",
+                ))
             } else {
                 Ok(query(&mut s, &pair, body))
             }
@@ -485,28 +542,60 @@ fn query(s: &mut State, pair: &(String, String), body: &[u8]) -> Response<Full<B
     let attrs = q.get("LookupAttributes").cloned().unwrap_or(json!([]));
     let list = attrs.as_array().cloned().unwrap_or_default();
     if list.len() > 1 {
-        return invalid(s, "InvalidLookupAttributesException", "You cannot specify more than one lookup attribute.");
+        return invalid(
+            s,
+            "InvalidLookupAttributesException",
+            "You cannot specify more than one lookup attribute.",
+        );
     }
     let filter = match list.first() {
         None => None,
         Some(a) => {
-            let (Some(k), Some(v)) = (a["AttributeKey"].as_str(), a["AttributeValue"].as_str()) else {
-                return invalid(s, "InvalidLookupAttributesException", "AttributeKey and AttributeValue are required");
+            let (Some(k), Some(v)) = (a["AttributeKey"].as_str(), a["AttributeValue"].as_str())
+            else {
+                return invalid(
+                    s,
+                    "InvalidLookupAttributesException",
+                    "AttributeKey and AttributeValue are required",
+                );
             };
-            if !["EventId", "EventName", "EventSource", "ReadOnly", "Username", "ResourceType", "ResourceName", "AccessKeyId"].contains(&k) {
-                return invalid(s, "InvalidLookupAttributesException", "unknown AttributeKey");
+            if ![
+                "EventId",
+                "EventName",
+                "EventSource",
+                "ReadOnly",
+                "Username",
+                "ResourceType",
+                "ResourceName",
+                "AccessKeyId",
+            ]
+            .contains(&k)
+            {
+                return invalid(
+                    s,
+                    "InvalidLookupAttributesException",
+                    "unknown AttributeKey",
+                );
             }
             Some((k.to_string(), v.to_string()))
         }
     };
     let max = q.get("MaxResults").map_or(Some(50), Value::as_i64);
     let Some(max) = max.filter(|m| (1..=50).contains(m)) else {
-        return invalid(s, "InvalidMaxResultsException", "MaxResults must be between 1 and 50");
+        return invalid(
+            s,
+            "InvalidMaxResultsException",
+            "MaxResults must be between 1 and 50",
+        );
     };
     let start = q.get("StartTime").and_then(Value::as_f64).unwrap_or(0.0);
     let end = q.get("EndTime").and_then(Value::as_f64).unwrap_or_else(now);
     if start > end {
-        return invalid(s, "InvalidTimeRangeException", "StartTime must be before EndTime");
+        return invalid(
+            s,
+            "InvalidTimeRangeException",
+            "StartTime must be before EndTime",
+        );
     }
     let id = query_id(&attrs, start, end);
     // Tokens carry their query and the position after the last event returned.
