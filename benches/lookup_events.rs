@@ -80,7 +80,7 @@ fn main() {
             let k = s as usize * RATE + i;
             let time = t0 + s;
             // A tenth arrive late, by up to 80 % of the overlap; the rest within 5 s.
-            let delay = if k % 10 == 0 {
+            let delay = if k.is_multiple_of(10) {
                 (k * 7919 % (OVERLAP as usize * 8 / 10)) as f64
             } else {
                 (k % 5) as f64

@@ -216,13 +216,12 @@ fn every_event_counted_once_under_faults_within_the_rate_ceiling() {
     for k in 0..20_000usize {
         let pair = k % 6;
         let (account, region) = (ACCOUNTS[pair / 2], REGIONS[pair % 2]);
-        let error = (k % 40 == 7 || k % 40 == 32).then(|| {
-            if k % 80 < 40 {
-                "InvalidGroup.NotFound"
-            } else {
-                "Client.UnauthorizedOperation"
-            }
-        });
+        let code = if k % 80 < 40 {
+            "InvalidGroup.NotFound"
+        } else {
+            "Client.UnauthorizedOperation"
+        };
+        let error = (k % 40 == 7 || k % 40 == 32).then_some(code);
         let (time, visible) = if k < 18_000 {
             let time = t0 - 600 + (k * 560 / 18_000) as i64;
             (time, time as f64 + 1.0)
