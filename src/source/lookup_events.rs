@@ -6,7 +6,9 @@
 //! poller (the SDK's own are off: they would bypass the limiter). Each stream reads twice:
 //! a fresh pass `[fresh_until, now]` every poll keeps the figures current, and a settling pass
 //! reads a range again once its delivery allowance (`overlap`) has passed, to pick up events
-//! CloudTrail delivered late. eventIDs de-duplicate what both passes read.
+//! CloudTrail delivered late. Fresh passes go first; settling gets what is left of the poll
+//! interval, so under load the figures stay current and settling falls behind, not the
+//! reverse. eventIDs de-duplicate what both passes read.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -125,8 +127,10 @@ enum Failure {
     Transient,
     /// The account cannot be read (denied, role not assumable): stop polling it this round.
     AccountDown,
-    /// Anything else: this poll of the stream fails; the next one starts over.
+    /// Anything else: this poll of the stream fails; the next one goes on from there.
     Other,
+    /// Out of time for settling this poll; the next one goes on from there.
+    Postponed,
 }
 
 /// The bounded error code for the metric label, and what to do about it.
@@ -221,7 +225,7 @@ impl Cursor {
 }
 
 /// Which pass a read belongs to.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Pass {
     Fresh,
     Settle,
@@ -230,7 +234,6 @@ enum Pass {
 /// A read interrupted by a failure: resumed at the next poll from the page it stopped at
 /// (the token stays with the query it belongs to).
 struct Pending {
-    pass: Pass,
     range: (i64, i64),
     token: Option<String>,
 }
@@ -243,7 +246,7 @@ struct AccountRegion {
     client: Client,
     limiter: Limiter,
     cursors: BTreeMap<String, Cursor>,
-    pending: BTreeMap<String, Pending>,
+    pending: BTreeMap<(String, Pass), Pending>,
 }
 
 impl AccountRegion {
@@ -258,20 +261,11 @@ impl AccountRegion {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            let deadline = Instant::now() + self.ctx.timing.poll_interval;
             let list = sources.borrow_and_update().clone();
             self.cursors.retain(|s, _| list.contains(s));
-            self.pending.retain(|s, _| list.contains(s));
-            let mut up = true;
-            for source in &list {
-                match self.poll_stream(source).await {
-                    Ok(()) => {}
-                    Err(Failure::AccountDown) => {
-                        up = false;
-                        break;
-                    }
-                    Err(_) => up = false,
-                }
-            }
+            self.pending.retain(|(s, _), _| list.contains(s));
+            let up = self.poll(&list, deadline).await;
             let now = now();
             t.cloudtrail_up.get_or_create(&ar).set(i64::from(up));
             if up {
@@ -290,22 +284,52 @@ impl AccountRegion {
         }
     }
 
-    /// One poll of a stream: finish an interrupted read, settle what passed its allowance,
-    /// then read what is new.
-    async fn poll_stream(&mut self, source: &str) -> Result<(), Failure> {
+    /// One poll: every stream's fresh pass first (that is what keeps the figures current),
+    /// then settling with what is left of the poll interval; a settling read that runs out of
+    /// time goes on at the next poll from its token. Returns whether nothing failed.
+    async fn poll(&mut self, list: &[String], deadline: Instant) -> bool {
         let overlap = self.ctx.timing.overlap.as_secs() as i64;
-        if let Some(p) = self.pending.remove(source) {
-            self.read(source, p.pass, p.range, p.token).await?;
-            self.done(source, p.pass, p.range, overlap);
+        let mut up = true;
+        for pass in [Pass::Fresh, Pass::Settle] {
+            for source in list {
+                match self.pass(source, pass, overlap, deadline).await {
+                    Ok(()) | Err(Failure::Postponed) => {}
+                    // Denied or no role: the other streams would fail the same way.
+                    Err(Failure::AccountDown) => return false,
+                    Err(_) => up = false,
+                }
+            }
+        }
+        up
+    }
+
+    /// One pass of one stream: an interrupted read of that pass first, then the next range.
+    async fn pass(
+        &mut self,
+        source: &str,
+        pass: Pass,
+        overlap: i64,
+        deadline: Instant,
+    ) -> Result<(), Failure> {
+        let deadline = (pass == Pass::Settle).then_some(deadline);
+        let window_start = now() - self.ctx.timing.window.as_secs() as i64;
+        if let Some(p) = self.pending.remove(&(source.to_string(), pass)) {
+            // A settling read that slid out of the window is no longer worth its requests.
+            if pass == Pass::Fresh || p.range.1 > window_start {
+                self.read(source, pass, p.range, p.token, deadline).await?;
+            }
+            self.done(source, pass, p.range, overlap);
         }
         let cursor = self.cursors.get(source).copied().unwrap_or_default();
         let (settle, fresh) = cursor.ranges(now(), &self.ctx.timing);
-        if let Some(range) = settle {
-            self.read(source, Pass::Settle, range, None).await?;
-            self.done(source, Pass::Settle, range, overlap);
+        let range = match pass {
+            Pass::Fresh => Some(fresh),
+            Pass::Settle => settle,
+        };
+        if let Some(range) = range {
+            self.read(source, pass, range, None, deadline).await?;
+            self.done(source, pass, range, overlap);
         }
-        self.read(source, Pass::Fresh, fresh, None).await?;
-        self.done(source, Pass::Fresh, fresh, overlap);
         Ok(())
     }
 
@@ -318,22 +342,28 @@ impl AccountRegion {
     }
 
     /// Reads `[start, end]` of one event source to the last page, from `token` on. On a
-    /// failure the read is kept pending with the token of the page it could not get.
+    /// failure, or when `deadline` passes, the read is kept pending with the token of the page
+    /// it did not get.
     async fn read(
         &mut self,
         source: &str,
         pass: Pass,
         (start, end): (i64, i64),
         mut token: Option<String>,
+        deadline: Option<Instant>,
     ) -> Result<(), Failure> {
         loop {
-            let page = match self.request(source, start, end, token.clone()).await {
+            let result = if deadline.is_some_and(|d| Instant::now() >= d) {
+                Err(Failure::Postponed)
+            } else {
+                self.request(source, start, end, token.clone()).await
+            };
+            let page = match result {
                 Ok(page) => page,
                 Err(f) => {
                     self.pending.insert(
-                        source.to_string(),
+                        (source.to_string(), pass),
                         Pending {
-                            pass,
                             range: (start, end),
                             token,
                         },
