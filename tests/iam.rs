@@ -41,14 +41,22 @@ fn the_exporter_may_only_assume_the_reader_role_and_the_reader_only_trusts_it() 
         assert_eq!(actions(s), ["sts:AssumeRole"]);
         let resource = s["Resource"].as_str().unwrap();
         let role = resource.rsplit('/').next().unwrap();
-        assert!(!role.contains('*'), "a named role, not a pattern: {resource}");
+        assert!(
+            !role.contains('*'),
+            "a named role, not a pattern: {resource}"
+        );
         // The template the README tells operators to use names the same role.
         assert!(readme.contains(&format!("arn:aws:iam::{{account}}:role/{role}")));
     }
     let t = doc("reader-trust-policy.json");
     for s in statements(&t) {
         assert_eq!(actions(s), ["sts:AssumeRole"]);
-        assert!(s["Principal"]["AWS"].as_str().unwrap().ends_with(":role/ack-drift-exporter"));
+        assert!(
+            s["Principal"]["AWS"]
+                .as_str()
+                .unwrap()
+                .ends_with(":role/ack-drift-exporter")
+        );
         assert_eq!(
             s["Condition"]["StringEquals"]["sts:RoleSessionName"],
             ack_drift_exporter::source::lookup_events::SESSION_NAME
