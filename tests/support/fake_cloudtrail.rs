@@ -238,8 +238,6 @@ impl FakeCloudTrail {
             ("AWS_SECRET_ACCESS_KEY", BASE_SECRET_KEY.into()),
             ("AWS_REGION", "us-east-1".into()),
             ("AWS_EC2_METADATA_DISABLED", "true".into()),
-            ("AWS_CONFIG_FILE", "/nonexistent".into()),
-            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent".into()),
             ("NO_PROXY", "127.0.0.1,localhost".into()),
         ]
     }
