@@ -69,8 +69,10 @@ CASES = {
         None, "30", 20),
     "AckDriftUnexpectedCrossAccountCalls": (
         [("ack_drift_cloudtrail_cross_account_calls_total", {"caller_account": "178394743802", "recipient_account": "555566667777", "service": "sts", "event_name": "AssumeRole", "signal": "assume_role", "expected": "false"}, "0 0 0 0 0 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1")],
-        [("ack_drift_cloudtrail_cross_account_calls_total", {"caller_account": "178394743802", "recipient_account": "474417630776", "service": "sts", "event_name": "AssumeRole", "signal": "assume_role", "expected": "true"}, "0+1x30")],
-        {"caller_account": "178394743802", "recipient_account": "555566667777", "service": "sts", "event_name": "AssumeRole", "signal": "assume_role"}, "1", 10),
+        # Expected pivots keep coming; an unexpected one that happened long ago stays quiet.
+        [("ack_drift_cloudtrail_cross_account_calls_total", {"caller_account": "178394743802", "recipient_account": "474417630776", "service": "sts", "event_name": "AssumeRole", "signal": "assume_role", "expected": "true"}, "0+1x90"),
+         ("ack_drift_cloudtrail_cross_account_calls_total", {"caller_account": "178394743802", "recipient_account": "555566667777", "service": "sts", "event_name": "AssumeRole", "signal": "assume_role", "expected": "false"}, "1x90")],
+        {"caller_account": "178394743802", "recipient_account": "555566667777", "service": "sts", "event_name": "AssumeRole", "signal": "assume_role"}, "1", (10, 60)),
     "AckExporterDown": (
         [("up", {"job": "ack-drift-exporter", "instance": "10.0.0.7:9754"}, "0x30")],
         [("up", {"job": "ack-drift-exporter", "instance": "10.0.0.8:9754"}, "1x30")],
@@ -141,7 +143,8 @@ def main():
              "rule_files:", "  - ack-drift.rules.yml", "evaluation_interval: 1m", "tests:"]
     for name, (fire, silent, alert_labels, value, minutes) in CASES.items():
         severity, ann = rules[name]
-        for kind, inputs in (("fires", fire), ("silent", silent)):
+        fire_at, silent_at = minutes if isinstance(minutes, tuple) else (minutes, minutes)
+        for kind, inputs, at in (("fires", fire, fire_at), ("silent", silent, silent_at)):
             lines.append(f"  # {name} {kind}")
             lines.append("  - interval: 1m")
             lines.append("    input_series:")
@@ -149,7 +152,7 @@ def main():
                 lines.append(f"      - series: {json.dumps(series(metric, labels))}")
                 lines.append(f"        values: {json.dumps(values)}")
             lines.append("    alert_rule_test:")
-            lines.append(f"      - eval_time: {minutes}m")
+            lines.append(f"      - eval_time: {at}m")
             lines.append(f"        alertname: {name}")
             if kind == "silent":
                 lines.append("        exp_alerts: []")

@@ -43,9 +43,11 @@ fn write_cluster(dir: &Path, n: usize) {
     std::fs::write(dir.join("cluster.yaml"), yaml).unwrap();
 }
 
-fn write_config(path: &Path, accounts: &[&str], extra: &str) {
+/// `overlap`: above a minute the poller reads every range fresh and again once the overlap has
+/// passed; up to a minute it reads each range once, after it.
+fn write_config(path: &Path, accounts: &[&str], overlap: &str) {
     let mut cfg = format!(
-        "controllers:\n  ec2:\n    default_account: \"{HOME}\"\n    default_region: eu-west-2\ncloudtrail:\n  poll_interval: 2s\n  window: 15m\n  overlap: 30s\n{extra}  accounts:\n"
+        "controllers:\n  ec2:\n    default_account: \"{HOME}\"\n    default_region: eu-west-2\ncloudtrail:\n  poll_interval: 2s\n  window: 15m\n  overlap: {overlap}\n  accounts:\n"
     );
     for a in accounts {
         cfg.push_str(&format!(
@@ -207,11 +209,12 @@ fn wait_for(server: &Server, deadline: Duration, done: impl Fn(&Samples) -> bool
 fn every_event_counted_once_under_faults_within_the_rate_ceiling() {
     let dir = common::scratch("live-cloudtrail-load");
     write_cluster(&dir.join("cluster"), 30);
-    write_config(&dir.join("config.yaml"), &ACCOUNTS, "");
+    write_config(&dir.join("config.yaml"), &ACCOUNTS, "75s");
     let fake = FakeCloudTrail::start();
     let t0 = now() as i64;
     // 18 000 events delivered before the start (backfill), 2 000 during the run, a quarter of
-    // those late by up to 24 s (80 % of the 30 s overlap). 5 % are errors.
+    // those late by up to 60 s (80 % of the 75 s overlap). 5 % are errors. The overlap is
+    // above a minute, so this exercises the fresh and the settling pass together.
     let mut events = Vec::new();
     for k in 0..20_000usize {
         let pair = k % 6;
@@ -227,7 +230,7 @@ fn every_event_counted_once_under_faults_within_the_rate_ceiling() {
             (time, time as f64 + 1.0)
         } else {
             let time = t0 - 10 + ((k - 18_000) * 50 / 2_000) as i64;
-            let delay = if k % 4 == 0 { (k * 7 % 25) as f64 } else { 1.0 };
+            let delay = if k % 4 == 0 { (k * 7 % 61) as f64 } else { 1.0 };
             (time, time as f64 + delay)
         };
         let record = ack_event(k, account, region, k * 7 % 30, time, error);
@@ -348,7 +351,7 @@ fn an_account_whose_role_is_refused_is_down_and_the_others_read_on() {
     let dir = common::scratch("live-cloudtrail-refused");
     write_cluster(&dir.join("cluster"), 3);
     let accounts = [HOME, "222222222222"];
-    write_config(&dir.join("config.yaml"), &accounts, "");
+    write_config(&dir.join("config.yaml"), &accounts, "30s");
     let fake = FakeCloudTrail::start();
     let t0 = now() as i64;
     let events: Vec<FakeEvent> = (0..40usize)

@@ -69,6 +69,29 @@ pub struct Timing {
     pub attempt_timeout: Duration,
 }
 
+/// Up to this delivery allowance, a range is read once, as soon as its allowance has passed:
+/// the figures are then at most a poll and a minute behind, and no request re-reads anything.
+/// Longer allowances would keep the figures that far behind, so ranges are read fresh first
+/// and once more when their allowance has passed.
+const READ_ONCE_ALLOWANCE: i64 = 60;
+
+impl Timing {
+    /// How far behind `now` fresh reads stop.
+    fn holdback(&self) -> i64 {
+        let overlap = self.overlap.as_secs() as i64;
+        if overlap <= READ_ONCE_ALLOWANCE {
+            overlap
+        } else {
+            0
+        }
+    }
+
+    /// How much of a fresh read's range is still within its allowance when it is read.
+    fn unsettled(&self) -> i64 {
+        self.overlap.as_secs() as i64 - self.holdback()
+    }
+}
+
 struct Ctx {
     store: Arc<TrailStore>,
     telemetry: Arc<Telemetry>,
@@ -191,10 +214,8 @@ impl Cursor {
     fn ranges(&self, now: i64, timing: &Timing) -> (Option<(i64, i64)>, (i64, i64)) {
         let window_start = now - timing.window.as_secs() as i64;
         let overlap = timing.overlap.as_secs() as i64;
-        let fresh = (
-            self.fresh_until.unwrap_or(window_start).max(window_start),
-            now,
-        );
+        let start = self.fresh_until.unwrap_or(window_start).max(window_start);
+        let fresh = (start, (now - timing.holdback()).max(start));
         // Settled in chunks of a third of the allowance (at least a poll): fewer requests
         // for partly filled pages than settling a sliver every poll.
         let chunk = (overlap / 3)
@@ -208,14 +229,15 @@ impl Cursor {
         (settle, fresh)
     }
 
-    /// A fresh read of `[start, end]` at `end` finished.
-    fn fresh_done(&mut self, (start, end): (i64, i64), overlap: i64) {
+    /// A fresh read of `[start, end]` finished; its last `unsettled` seconds were still within
+    /// their delivery allowance when read.
+    fn fresh_done(&mut self, (start, end): (i64, i64), unsettled: i64) {
         self.fresh_until = Some(end);
-        // What it read before `end - overlap` was already past its allowance: final, if it
-        // joins what was final before (or this was the first read).
+        // What it read before that was already past its allowance: final, if it joins what
+        // was final before (or this was the first read).
         let joins = self.final_until.is_none_or(|f| f >= start);
         if joins {
-            self.final_until = Some(self.final_until.unwrap_or(start).max(end - overlap));
+            self.final_until = Some(self.final_until.unwrap_or(start).max(end - unsettled));
         }
     }
 
@@ -288,7 +310,7 @@ impl AccountRegion {
     /// then settling with what is left of the poll interval; a settling read that runs out of
     /// time goes on at the next poll from its token. Returns whether nothing failed.
     async fn poll(&mut self, list: &[String], deadline: Instant) -> bool {
-        let overlap = self.ctx.timing.overlap.as_secs() as i64;
+        let overlap = self.ctx.timing.unsettled();
         let mut up = true;
         for pass in [Pass::Fresh, Pass::Settle] {
             for source in list {
@@ -308,7 +330,7 @@ impl AccountRegion {
         &mut self,
         source: &str,
         pass: Pass,
-        overlap: i64,
+        unsettled: i64,
         deadline: Instant,
     ) -> Result<(), Failure> {
         let deadline = (pass == Pass::Settle).then_some(deadline);
@@ -318,7 +340,7 @@ impl AccountRegion {
             if pass == Pass::Fresh || p.range.1 > window_start {
                 self.read(source, pass, p.range, p.token, deadline).await?;
             }
-            self.done(source, pass, p.range, overlap);
+            self.done(source, pass, p.range, unsettled);
         }
         let cursor = self.cursors.get(source).copied().unwrap_or_default();
         let (settle, fresh) = cursor.ranges(now(), &self.ctx.timing);
@@ -326,17 +348,17 @@ impl AccountRegion {
             Pass::Fresh => Some(fresh),
             Pass::Settle => settle,
         };
-        if let Some(range) = range {
+        if let Some(range) = range.filter(|(start, end)| end > start) {
             self.read(source, pass, range, None, deadline).await?;
-            self.done(source, pass, range, overlap);
+            self.done(source, pass, range, unsettled);
         }
         Ok(())
     }
 
-    fn done(&mut self, source: &str, pass: Pass, range: (i64, i64), overlap: i64) {
+    fn done(&mut self, source: &str, pass: Pass, range: (i64, i64), unsettled: i64) {
         let cursor = self.cursors.entry(source.to_string()).or_default();
         match pass {
-            Pass::Fresh => cursor.fresh_done(range, overlap),
+            Pass::Fresh => cursor.fresh_done(range, unsettled),
             Pass::Settle => cursor.settle_done(range),
         }
     }
@@ -742,6 +764,29 @@ mod tests {
             assert!(now - 900 - c.final_until.unwrap() < 300);
         }
         assert_eq!(settles, 6);
+    }
+
+    #[test]
+    fn a_short_allowance_reads_every_range_once_after_it_has_passed() {
+        let t = Timing {
+            poll_interval: Duration::from_secs(10),
+            window: Duration::from_secs(900),
+            overlap: Duration::from_secs(60),
+            attempt_timeout: Duration::from_secs(10),
+        };
+        let mut c = Cursor::default();
+        let mut now = 10_000;
+        let (settle, fresh) = c.ranges(now, &t);
+        assert_eq!((settle, fresh), (None, (9_100, 9_940)));
+        c.fresh_done(fresh, t.unsettled());
+        for _ in 0..20 {
+            now += 10;
+            let (settle, fresh) = c.ranges(now, &t);
+            assert_eq!(settle, None, "nothing is read twice");
+            assert_eq!(fresh, (now - 70, now - 60));
+            c.fresh_done(fresh, t.unsettled());
+            assert_eq!(c.final_until, Some(now - 60));
+        }
     }
 
     #[test]
