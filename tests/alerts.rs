@@ -66,7 +66,10 @@ fn every_alert_has_a_runbook_both_test_cases_and_actionable_annotations() {
         assert!(["critical", "warning"].contains(&severity), "{name}");
         let ann = &a["annotations"];
         for key in ["summary", "description", "runbook_url"] {
-            assert!(ann[key].as_str().is_some_and(|s| !s.is_empty()), "{name}: {key}");
+            assert!(
+                ann[key].as_str().is_some_and(|s| !s.is_empty()),
+                "{name}: {key}"
+            );
         }
         let runbook = ann["runbook_url"].as_str().unwrap();
         let file = runbook.rsplit_once("/blob/main/").unwrap().1;
@@ -99,6 +102,17 @@ fn every_alert_has_a_runbook_both_test_cases_and_actionable_annotations() {
                 "{name} has no {case} case"
             );
         }
+    }
+}
+
+#[test]
+fn the_readme_lists_every_alert_with_its_severity_and_runbook() {
+    let readme = std::fs::read_to_string(common::root().join("README.md")).unwrap();
+    for a in alerts(&rules()) {
+        let name = a["alert"].as_str().unwrap();
+        let severity = a["labels"]["severity"].as_str().unwrap();
+        let row = format!("| [`{name}`](docs/runbooks/{name}.md) | {severity} |");
+        assert!(readme.contains(&row), "README has no row {row}");
     }
 }
 

@@ -153,8 +153,8 @@ fn every_query_parses_and_names_only_served_or_recorded_metrics() {
             }
         }
         for expr in exprs {
-            let parsed = parser::parse(&substitute(&expr))
-                .unwrap_or_else(|e| panic!("{name}: {expr}: {e}"));
+            let parsed =
+                parser::parse(&substitute(&expr)).unwrap_or_else(|e| panic!("{name}: {expr}: {e}"));
             let mut names = BTreeSet::new();
             metric_names(&parsed, &mut names);
             assert!(!names.is_empty(), "{name}: {expr} reads no metric");

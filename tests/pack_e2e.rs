@@ -1,0 +1,380 @@
+//! End to end with the real tools: the exporter on the bundled demo, Prometheus (Debian
+//! `prometheus`) scraping it with the shipped rules loaded (only `for:` shortened), and
+//! Alertmanager (Debian `prometheus-alertmanager`) routing to a webhook receiver written here.
+//! The alerts that reach the webhook must be the ones the demo's hand-written facts call for,
+//! healthy resources must raise nothing, and every dashboard query must return data.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::http::Server;
+use serde_json::Value;
+
+/// A child process killed when the test ends, however it ends.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn tool(names: &[&'static str]) -> &'static str {
+    for n in names {
+        if Command::new("sh")
+            .args(["-c", &format!("command -v {n}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return n;
+        }
+    }
+    panic!("none of {names:?} is installed (scripts/test installs them)");
+}
+
+fn start(bin: &'static str, args: &[String], dir: &Path) -> Guard {
+    let log = std::fs::File::create(dir.join(format!("{bin}.log"))).unwrap();
+    let child = Command::new(bin)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{bin}: {e}"));
+    Guard(child)
+}
+
+/// Accepts webhook POSTs from Alertmanager and keeps their JSON bodies.
+fn webhook() -> (u16, Arc<Mutex<Vec<Value>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let l = line.trim_end();
+                if l.is_empty() {
+                    break;
+                }
+                if let Some(v) = l
+                    .to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().to_string())
+                {
+                    length = v.parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_ok()
+                && let Ok(v) = serde_json::from_slice(&body)
+            {
+                sink.lock().unwrap().push(v);
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (port, got)
+}
+
+/// The shipped rules with every `for:` set to 0s, checked identical otherwise.
+fn fast_rules(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(common::root().join("alerts/ack-drift.rules.yml")).unwrap();
+    let fast: String = text
+        .lines()
+        .map(|l| match l.trim_start().strip_prefix("for: ") {
+            Some(_) => format!("{}for: 0s\n", &l[..l.len() - l.trim_start().len()]),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    let mut want: Value = serde_saphyr::from_str(&text).unwrap();
+    for g in want["groups"].as_array_mut().unwrap() {
+        for r in g["rules"].as_array_mut().unwrap() {
+            if r.get("for").is_some() {
+                r["for"] = Value::String("0s".into());
+            }
+        }
+    }
+    let got: Value = serde_saphyr::from_str(&fast).unwrap();
+    assert_eq!(got, want, "only `for:` may differ");
+    let path = dir.join("rules.yml");
+    std::fs::write(&path, fast).unwrap();
+    path
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn query(port: u16, promql: &str) -> Vec<Value> {
+    let r = common::http::get(
+        port,
+        &format!("/api/v1/query?query={}", urlencode(promql)),
+        &[],
+    )
+    .expect("prometheus answers");
+    let v: Value = serde_json::from_str(&r.text()).unwrap();
+    assert_eq!(v["status"], "success", "{promql}: {v}");
+    v["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
+/// (alert name, resource "ns/Kind/name" or flow) the demo's facts call for.
+fn expected_alerts() -> BTreeSet<(String, String)> {
+    let facts: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::root().join("examples/demo/expected.json")).unwrap(),
+    )
+    .unwrap();
+    let mut out = BTreeSet::new();
+    for (key, r) in facts["resources"].as_object().unwrap() {
+        let mut add = |a: &str| out.insert((a.to_string(), key.clone()));
+        if r["account_drift"] == true {
+            add(if r["effect"] == "calls_wrong_account" {
+                "AckDriftCallsWrongAccount"
+            } else {
+                "AckDriftAccountDrift"
+            });
+        }
+        if r["region_drift"] == true {
+            add("AckDriftRegionDrift");
+        }
+        for p in r["problems"].as_array().into_iter().flatten() {
+            match p.as_str().unwrap() {
+                "role_unavailable" => add("AckDriftRoleUnavailable"),
+                "selector_conflict" => add("AckDriftSelectorConflict"),
+                "not_synced" => add("AckDriftResourceNotSynced"),
+                "terminal" => add("AckDriftResourceTerminal"),
+                _ => false,
+            };
+        }
+        for e in r["error_events"].as_array().into_iter().flatten() {
+            if e["error_code"].as_str().unwrap().contains("NotFound")
+                && e["count"].as_u64() >= Some(10)
+            {
+                add("AckDriftNotFoundStorm");
+            }
+        }
+        if r["wrong_account_calls"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty())
+        {
+            add("AckDriftWrongAccountCalls");
+        }
+    }
+    for f in facts["cross_account_min"].as_array().unwrap() {
+        if f["expected"] == false {
+            out.insert((
+                "AckDriftUnexpectedCrossAccountCalls".into(),
+                format!(
+                    "{}->{}",
+                    f["caller_account"].as_str().unwrap(),
+                    f["recipient_account"].as_str().unwrap()
+                ),
+            ));
+        }
+    }
+    out
+}
+
+fn subject(labels: &Value) -> String {
+    match labels.get("name") {
+        Some(name) => format!(
+            "{}/{}/{}",
+            labels["namespace"].as_str().unwrap(),
+            labels["kind"].as_str().unwrap(),
+            name.as_str().unwrap()
+        ),
+        None => format!(
+            "{}->{}",
+            labels["caller_account"].as_str().unwrap_or(""),
+            labels["recipient_account"].as_str().unwrap_or("")
+        ),
+    }
+}
+
+#[test]
+fn the_demo_pages_the_right_people_and_every_panel_has_data() {
+    let prometheus = tool(&["prometheus"]);
+    let alertmanager = tool(&["prometheus-alertmanager", "alertmanager"]);
+    let dir = common::scratch("pack-e2e");
+    let exporter = Server::start(&["--demo"]);
+    let (hook, received) = webhook();
+
+    let am_port = free_port();
+    std::fs::write(
+        dir.join("alertmanager.yml"),
+        format!(
+            "route:\n  receiver: hook\n  group_by: [alertname, namespace, kind, name, caller_account, recipient_account]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: http://127.0.0.1:{hook}/\n        send_resolved: false\n"
+        ),
+    )
+    .unwrap();
+    let _am = start(
+        alertmanager,
+        &[
+            format!("--config.file={}", dir.join("alertmanager.yml").display()),
+            format!("--storage.path={}", dir.join("am-data").display()),
+            format!("--web.listen-address=127.0.0.1:{am_port}"),
+            "--cluster.listen-address=".into(),
+        ],
+        &dir,
+    );
+
+    let rules = fast_rules(&dir);
+    let prom_port = free_port();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\nscrape_configs:\n  - job_name: ack-drift-exporter\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+            rules.display(),
+            exporter.port
+        ),
+    )
+    .unwrap();
+    let _prom = start(
+        prometheus,
+        &[
+            format!("--config.file={}", dir.join("prometheus.yml").display()),
+            format!("--storage.tsdb.path={}", dir.join("prom-data").display()),
+            format!("--web.listen-address=127.0.0.1:{prom_port}"),
+        ],
+        &dir,
+    );
+
+    // Wait until every expected alert reached the webhook (or the deadline).
+    let want = expected_alerts();
+    assert!(want.len() >= 6, "{want:?}");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let got = loop {
+        let got: BTreeMap<(String, String), Value> = received
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|body| body["alerts"].as_array().cloned().unwrap_or_default())
+            .map(|a| {
+                let l = &a["labels"];
+                (
+                    (l["alertname"].as_str().unwrap().to_string(), subject(l)),
+                    a.clone(),
+                )
+            })
+            .collect();
+        if want.iter().all(|k| got.contains_key(k)) || Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let fired: BTreeSet<(String, String)> = got.keys().cloned().collect();
+    let logs = || {
+        ["prometheus", alertmanager]
+            .iter()
+            .map(|b| std::fs::read_to_string(dir.join(format!("{b}.log"))).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(
+        want.is_subset(&fired),
+        "missing: {:?}\nlogs:\n{}",
+        want.difference(&fired).collect::<Vec<_>>(),
+        logs()
+    );
+    // Nothing else: no alert about a healthy resource, none about the exporter itself.
+    assert_eq!(
+        fired.difference(&want).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new()
+    );
+    // What the on-call engineer reads names the resource, the account and where to look.
+    let storm = &got[&(
+        "AckDriftNotFoundStorm".to_string(),
+        "uat/SecurityGroup/amq-uat".to_string(),
+    )];
+    assert_eq!(storm["labels"]["severity"], "critical");
+    assert_eq!(storm["labels"]["error_code"], "InvalidVpcID.NotFound");
+    let d = storm["annotations"]["description"].as_str().unwrap();
+    assert!(
+        d.contains("uat/amq-uat") && d.contains("178394743802") && d.contains("eu-west-2"),
+        "{d}"
+    );
+    assert!(
+        storm["annotations"]["runbook_url"]
+            .as_str()
+            .unwrap()
+            .ends_with("docs/runbooks/AckDriftNotFoundStorm.md")
+    );
+
+    // Every dashboard query returns data here, except panels marked live-only.
+    let facts: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::root().join("examples/demo/expected.json")).unwrap(),
+    )
+    .unwrap();
+    let resources: Vec<Vec<String>> = facts["resources"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.split('/').map(String::from).collect())
+        .collect();
+    let dashboards = std::fs::read_dir(common::root().join("dashboards")).unwrap();
+    let mut checked = 0;
+    for entry in dashboards {
+        let d: Value =
+            serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
+        for p in d["panels"].as_array().unwrap() {
+            let marked = p["description"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("Live only:") || s.starts_with("Faults only:"));
+            if marked {
+                continue;
+            }
+            for t in p["targets"].as_array().unwrap() {
+                let expr = t["expr"]
+                    .as_str()
+                    .unwrap()
+                    .replace("$__rate_interval", "30s");
+                // The drill-down's variables: some demo resource must give data.
+                let has_data = if expr.contains("$namespace") {
+                    resources.iter().any(|r| {
+                        let e = expr
+                            .replace("$namespace", &r[0])
+                            .replace("$kind", &r[1])
+                            .replace("$name", &r[2]);
+                        !query(prom_port, &e).is_empty()
+                    })
+                } else {
+                    !query(prom_port, &expr).is_empty()
+                };
+                assert!(has_data, "{}: {expr} returns nothing", p["title"]);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 20, "{checked} queries checked");
+    drop(exporter);
+}
