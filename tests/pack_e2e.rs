@@ -377,4 +377,6 @@ fn the_demo_pages_the_right_people_and_every_panel_has_data() {
     }
     assert!(checked >= 20, "{checked} queries checked");
     drop(exporter);
+    drop((_prom, _am));
+    let _ = std::fs::remove_dir_all(&dir);
 }
