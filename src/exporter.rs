@@ -369,12 +369,7 @@ fn read_trail_files(
             for e in &errors {
                 warn!("{e}");
             }
-            t.source_up
-                .get_or_create(&label("source", "cloudtrail_dir"))
-                .set(1);
-            t.parse_errors
-                .get_or_create(&label("source", "cloudtrail_dir"))
-                .inc_by(errors.len() as u64);
+            t.record_read("cloudtrail_dir", errors.len());
             t.duplicates.inc_by(tally.duplicates);
             Some((tally, files, errors))
         }
@@ -390,20 +385,10 @@ fn read_trail_files(
 
 /// Health gauges for an offline read (done once, so counters are simply raised to the totals).
 fn record_health(t: &Telemetry, loaded: &Offline) {
-    t.source_up
-        .get_or_create(&label("source", "kube_dir"))
-        .set(1);
-    t.parse_errors
-        .get_or_create(&label("source", "kube_dir"))
-        .inc_by(loaded.snapshot.parse_errors.len() as u64);
+    t.record_read("kube_dir", loaded.snapshot.parse_errors.len());
     t.set_kube_objects(&loaded.snapshot.object_kinds);
     if let Some(trail) = &loaded.trail {
-        t.source_up
-            .get_or_create(&label("source", "cloudtrail_dir"))
-            .set(1);
-        t.parse_errors
-            .get_or_create(&label("source", "cloudtrail_dir"))
-            .inc_by(trail.errors.len() as u64);
+        t.record_read("cloudtrail_dir", trail.errors.len());
         t.duplicates.inc_by(trail.tally.duplicates);
     }
 }
@@ -511,12 +496,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
                                 for e in &snapshot.parse_errors {
                                     warn!("{e}");
                                 }
-                                t.source_up
-                                    .get_or_create(&label("source", "kube_dir"))
-                                    .set(1);
-                                t.parse_errors
-                                    .get_or_create(&label("source", "kube_dir"))
-                                    .inc_by(snapshot.parse_errors.len() as u64);
+                                t.record_read("kube_dir", snapshot.parse_errors.len());
                                 t.set_kube_objects(&snapshot.object_kinds);
                                 ClusterSide::Static(Arc::new(snapshot))
                             }

@@ -118,6 +118,16 @@ impl Telemetry {
         *published = counts.keys().cloned().collect();
     }
 
+    /// A source was read: up, and its problems counted.
+    pub fn record_read(&self, source: &str, problems: usize) {
+        self.source_up
+            .get_or_create(&label("source", source))
+            .set(1);
+        self.parse_errors
+            .get_or_create(&label("source", source))
+            .inc_by(problems as u64);
+    }
+
     /// Adds the families only a live Kubernetes source feeds.
     pub fn enable_live_kube(&mut self) {
         register(

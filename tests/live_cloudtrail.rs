@@ -177,6 +177,21 @@ fn truth_from_metrics(s: &Samples) -> Truth {
     t
 }
 
+/// `serve` on a cluster dump with live CloudTrail from `fake`, once ready.
+fn serve(cluster: &Path, config: &Path, fake: &FakeCloudTrail) -> Server {
+    let server = Server::start_listening_with(
+        &[
+            "--kube-dir",
+            cluster.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &fake.env(),
+    );
+    server.wait_ready();
+    server
+}
+
 fn scrape(server: &Server) -> Samples {
     samples(&server.get("/metrics").text())
 }
@@ -245,16 +260,7 @@ fn every_event_counted_once_under_faults_within_the_rate_ceiling() {
         ..Default::default()
     });
 
-    let server = Server::start_listening_with(
-        &[
-            "--kube-dir",
-            dir.join("cluster").to_str().unwrap(),
-            "--config",
-            dir.join("config.yaml").to_str().unwrap(),
-        ],
-        &fake.env(),
-    );
-    server.wait_ready();
+    let server = serve(&dir.join("cluster"), &dir.join("config.yaml"), &fake);
     let last = wait_for(&server, Duration::from_secs(300), |s| {
         let got = truth_from_metrics(s);
         if std::env::var("PROGRESS").is_ok() {
@@ -374,16 +380,7 @@ fn an_account_whose_role_is_refused_is_down_and_the_others_read_on() {
         refused_roles: [refused.clone()].into(),
         ..Default::default()
     });
-    let server = Server::start_listening_with(
-        &[
-            "--kube-dir",
-            dir.join("cluster").to_str().unwrap(),
-            "--config",
-            dir.join("config.yaml").to_str().unwrap(),
-        ],
-        &fake.env(),
-    );
-    server.wait_ready();
+    let server = serve(&dir.join("cluster"), &dir.join("config.yaml"), &fake);
     let s = wait_for(&server, Duration::from_secs(60), |s| {
         value(s, "ack_drift_cloudtrail_errors_total", &[("account", HOME)]) == Some(20.0)
             && value(
@@ -567,16 +564,7 @@ fn the_seed_scenario_served_live_gives_the_offline_figures() {
         cfg.push_str(&format!("  - account: \"{a}\"\n"));
     }
     std::fs::write(dir.join("config.yaml"), cfg).unwrap();
-    let server = Server::start_listening_with(
-        &[
-            "--kube-dir",
-            seed.join("cluster").to_str().unwrap(),
-            "--config",
-            dir.join("config.yaml").to_str().unwrap(),
-        ],
-        &fake.env(),
-    );
-    server.wait_ready();
+    let server = serve(&seed.join("cluster"), &dir.join("config.yaml"), &fake);
     let live_figures = |s: &Samples| {
         let mut got = BTreeMap::new();
         for ((name, l), v) in s {
