@@ -45,6 +45,10 @@ pub enum Sources {
 pub struct ServeOptions {
     pub listen_address: String,
     pub telemetry_path: String,
+    /// `--web.config.file`: TLS and basic auth.
+    pub web_config: Option<PathBuf>,
+    /// Scrapes served at once (0: no limit).
+    pub max_requests: usize,
     pub sources: Sources,
     pub config: Config,
     /// End of the per-resource window for offline trail input (default: the newest event).
@@ -393,6 +397,27 @@ fn record_health(t: &Telemetry, loaded: &Offline) {
     }
 }
 
+/// How long a client gets to send its request headers (and, with TLS, to finish the
+/// handshake): a slow client cannot hold a connection open for nothing.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn serve_connection<IO>(
+    io: IO,
+    state: Arc<AppState>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(
+            TokioIo::new(io),
+            service_fn(move |req| web::handle(state.clone(), req)),
+        );
+    let _ = watcher.watch(conn).await;
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -417,6 +442,13 @@ async fn shutdown_signal() {
 
 pub async fn run(opts: ServeOptions) -> Result<(), String> {
     let addr = parse_listen_address(&opts.listen_address)?;
+    let web = match &opts.web_config {
+        Some(path) => crate::output::web_config::load(path)?,
+        None => crate::output::web_config::WebConfig {
+            tls: None,
+            auth: None,
+        },
+    };
     if let Sources::Offline {
         kube_dir,
         cloudtrail_dir,
@@ -448,7 +480,12 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
     if opts.config.cloudtrail.accounts.is_some() && !matches!(opts.sources, Sources::Demo) {
         telemetry.enable_live_cloudtrail();
     }
-    let state = Arc::new(AppState::new(Arc::new(telemetry), &opts.telemetry_path));
+    let mut app = AppState::new(Arc::new(telemetry), &opts.telemetry_path);
+    app.auth = web.auth;
+    app.scrape_slots =
+        (opts.max_requests > 0).then(|| Arc::new(tokio::sync::Semaphore::new(opts.max_requests)));
+    let state = Arc::new(app);
+    let tls = web.tls;
     info!(address = %listener.local_addr().map_or(addr, |a| a), "listening");
 
     // Read the sources in the background: /healthz answers at once, /readyz after the read.
@@ -643,11 +680,20 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
                     }
                 };
                 let state = state.clone();
-                let conn = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service_fn(move |req| web::handle(state.clone(), req)));
-                let conn = graceful.watch(conn);
+                let watcher = graceful.watcher();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let _ = conn.await;
+                    match tls {
+                        None => serve_connection(stream, state, watcher).await,
+                        Some(acceptor) => {
+                            // A client that does not finish the handshake in time is dropped.
+                            match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(tls_stream)) => serve_connection(tls_stream, state, watcher).await,
+                                Ok(Err(e)) => debug!("TLS handshake failed: {e}"),
+                                Err(_) => debug!("TLS handshake timed out"),
+                            }
+                        }
+                    }
                 });
             }
             _ = &mut shutdown => break,

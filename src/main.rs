@@ -88,6 +88,13 @@ struct ServeArgs {
         default_value = "/metrics"
     )]
     telemetry_path: String,
+    /// Exporter-toolkit web config: TLS (`tls_server_config`) and basic auth
+    /// (`basic_auth_users`, bcrypt). /healthz and /readyz stay open for probes.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    web_config: Option<PathBuf>,
+    /// Most scrapes served at once; more get 503 (0: no limit).
+    #[arg(long = "web.max-requests", value_name = "N", default_value_t = 40)]
+    max_requests: usize,
     /// Serve the bundled demo (cluster, trail and config compiled into the binary).
     #[arg(long, conflicts_with_all = ["kube_dir", "cloudtrail_dir", "config"])]
     demo: bool,
@@ -231,6 +238,8 @@ fn serve(args: ServeArgs) -> ExitCode {
     let options = exporter::ServeOptions {
         listen_address: args.listen_address,
         telemetry_path: args.telemetry_path,
+        web_config: args.web_config,
+        max_requests: args.max_requests,
         sources,
         config,
         at: args.at,

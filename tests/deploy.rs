@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-const OVERLAYS: &[&str] = &["base", "overlays/kube-prometheus-stack"];
+const OVERLAYS: &[&str] = &["base", "overlays/kube-prometheus-stack", "overlays/tls"];
 
 fn render(dir: &str) -> String {
     let out = Command::new("kubectl")
@@ -185,6 +185,38 @@ fn the_kube_prometheus_stack_overlay_labels_what_the_operator_selects() {
             "kube-prometheus-stack"
         );
     }
+}
+
+#[test]
+fn the_tls_overlay_serves_and_scrapes_https() {
+    let docs = docs("overlays/tls");
+    let c = &find(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    assert!(
+        c["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "--web.config.file=/etc/ack-drift-exporter/web/web.yml")
+    );
+    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        assert_eq!(c[probe]["httpGet"]["scheme"], "HTTPS", "{probe}");
+    }
+    let sm = &find(&docs, "ServiceMonitor")["spec"]["endpoints"][0];
+    assert_eq!(sm["scheme"], "https");
+    assert_eq!(
+        sm["tlsConfig"]["ca"]["secret"]["name"],
+        "ack-drift-exporter-tls"
+    );
+    let web = docs
+        .iter()
+        .find(|d| d["metadata"]["name"] == "ack-drift-exporter-web")
+        .unwrap();
+    assert!(
+        web["data"]["web.yml"]
+            .as_str()
+            .unwrap()
+            .contains("tls_server_config:")
+    );
 }
 
 /// Dockerfile instructions, continuation lines joined, comments dropped.

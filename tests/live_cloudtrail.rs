@@ -380,7 +380,19 @@ fn an_account_whose_role_is_refused_is_down_and_the_others_read_on() {
         refused_roles: [refused.clone()].into(),
         ..Default::default()
     });
-    let server = serve(&dir.join("cluster"), &dir.join("config.yaml"), &fake);
+    // Debug logging, SDK included: secrets must stay out of it all the same.
+    let mut env = fake.env();
+    env.push(("RUST_LOG", "debug".to_string()));
+    let server = Server::start_listening_with(
+        &[
+            "--kube-dir",
+            dir.join("cluster").to_str().unwrap(),
+            "--config",
+            dir.join("config.yaml").to_str().unwrap(),
+        ],
+        &env,
+    );
+    server.wait_ready();
     let s = wait_for(&server, Duration::from_secs(60), |s| {
         value(s, "ack_drift_cloudtrail_errors_total", &[("account", HOME)]) == Some(20.0)
             && value(
@@ -451,13 +463,22 @@ fn an_account_whose_role_is_refused_is_down_and_the_others_read_on() {
     );
     let log = server.stderr.lock().unwrap().clone();
     assert!(log.contains("AccessDenied"), "the log says why:\n{log}");
+    let metrics = server.get("/metrics").text();
+    assert!(log.contains("DEBUG"), "debug logging was on");
     for secret in [
         fake_cloudtrail::BASE_SECRET_KEY,
         "fake-secret",
         "fake-session-token",
+        "Signature=",
+        "x-amz-security-token",
     ] {
-        assert!(!log.contains(secret), "a secret in the log");
+        assert!(!log.contains(secret), "{secret} in the log");
+        assert!(!metrics.contains(secret), "{secret} in the metrics");
     }
+    assert!(
+        !log.to_ascii_lowercase().contains("authorization: "),
+        "an Authorization header in the log"
+    );
     server.terminate();
 }
 

@@ -476,3 +476,37 @@ fn not_ready_until_every_watch_has_listed() {
         1.0
     ));
 }
+
+#[test]
+fn a_bearer_token_never_reaches_logs_or_metrics_even_at_debug() {
+    const TOKEN: &str = "kube-bearer-token-do-not-log-0123456789";
+    let fake = seed_fake();
+    let kc = kubeconfig(&fake, "live-token");
+    let text = std::fs::read_to_string(&kc).unwrap();
+    let with_token = text.replace("  user: {}", &format!("  user:\n    token: {TOKEN}"));
+    assert_ne!(text, with_token);
+    std::fs::write(&kc, with_token).unwrap();
+    let server = Server::start_listening_with(
+        &["--kubeconfig", kc.to_str().unwrap()],
+        &[("RUST_LOG", "debug".to_string())],
+    );
+    server.wait_ready();
+    // Some traffic after the lists: a change and a dropped watch.
+    fake.drop_watches();
+    eventually(&server, "seed visible", |s| {
+        has(
+            s,
+            &[
+                "ack_drift_resource_account_drift{",
+                "name=\"limit-amq-to-subnet-uat\"",
+            ],
+            1.0,
+        )
+    });
+    let metrics = server.get("/metrics").text();
+    let log = server.stderr.lock().unwrap().clone();
+    assert!(log.contains("DEBUG"), "debug logging was on");
+    assert!(!log.contains(TOKEN), "the token in the log");
+    assert!(!metrics.contains(TOKEN), "the token in the metrics");
+    assert!(!log.to_ascii_lowercase().contains("authorization: bearer"));
+}

@@ -5,3 +5,4 @@ pub mod controllers;
 pub mod metrics;
 pub mod page;
 pub mod web;
+pub mod web_config;

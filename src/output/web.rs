@@ -33,6 +33,10 @@ pub struct AppState {
     pub ready: AtomicBool,
     pub telemetry: Arc<Telemetry>,
     pub telemetry_path: String,
+    /// Basic auth for everything but the probes.
+    pub auth: Option<super::web_config::BasicAuth>,
+    /// Scrapes served at once; `None`: no limit.
+    pub scrape_slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl AppState {
@@ -42,6 +46,8 @@ impl AppState {
             ready: AtomicBool::new(false),
             telemetry,
             telemetry_path: telemetry_path.to_string(),
+            auth: None,
+            scrape_slots: None,
         }
     }
 }
@@ -90,6 +96,8 @@ struct ScrapeBody {
     telemetry: Arc<Telemetry>,
     started: Instant,
     done: bool,
+    /// Held until the body is dropped: the scrape counts against the limit while it streams.
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Body for ScrapeBody {
@@ -139,6 +147,18 @@ impl Body for ScrapeBody {
 }
 
 fn metrics(state: &AppState, req: &Request<Incoming>) -> Response<ResponseBody> {
+    let slot = match &state.scrape_slots {
+        None => None,
+        Some(s) => match s.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many concurrent scrapes (--web.max-requests)\n",
+                );
+            }
+        },
+    };
     let format = Format::from_accept(req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()));
     let gzip = wants_gzip(req);
     let mut tail = String::new();
@@ -157,6 +177,7 @@ fn metrics(state: &AppState, req: &Request<Incoming>) -> Response<ResponseBody> 
         telemetry: state.telemetry.clone(),
         started: Instant::now(),
         done: false,
+        _slot: slot,
     };
     let mut r = Response::new(body.boxed());
     let h = r.headers_mut();
@@ -182,6 +203,25 @@ pub async fn handle(
         return Ok(r);
     }
     let path = req.uri().path();
+    let probe = path == "/healthz" || path == "/readyz";
+    if let Some(auth) = &state.auth
+        && !probe
+    {
+        let header = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        // bcrypt is slow on purpose: keep it off the async workers.
+        let allowed = tokio::task::block_in_place(|| auth.allows(header));
+        if !allowed {
+            let mut r = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
+            r.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"ack-drift-exporter\", charset=\"UTF-8\""),
+            );
+            return Ok(r);
+        }
+    }
     let response = if path == state.telemetry_path {
         metrics(&state, &req)
     } else {
