@@ -295,3 +295,39 @@ fn a_client_that_never_finishes_its_headers_is_cut_off() {
     );
     server.terminate();
 }
+
+#[test]
+fn scrapes_beyond_the_limit_get_503_until_one_finishes() {
+    // A cluster big enough that its body outgrows the socket buffers: a scrape whose client
+    // does not read keeps its slot.
+    let dir = common::scratch("web-max-requests");
+    let mut yaml = String::from("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: big\n");
+    for i in 0..30_000 {
+        yaml.push_str(&format!(
+            "---\napiVersion: ec2.services.k8s.aws/v1alpha1\nkind: SecurityGroup\nmetadata:\n  name: sg-with-a-long-name-to-fill-the-body-{i}\n  namespace: big\nstatus:\n  ackResourceMetadata:\n    ownerAccountID: \"111111111111\"\n    region: eu-west-2\n  conditions:\n  - type: ACK.ResourceSynced\n    status: \"True\"\n    lastTransitionTime: \"2026-01-01T00:00:00Z\"\n"
+        ));
+    }
+    std::fs::write(dir.join("cluster.yaml"), yaml).unwrap();
+    let server = Server::start(&[
+        "--kube-dir",
+        dir.to_str().unwrap(),
+        "--web.max-requests",
+        "1",
+    ]);
+    let mut slow = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    // Give the server time to start streaming into the full socket.
+    std::thread::sleep(Duration::from_millis(500));
+    let busy = common::http::get(server.port, "/metrics", &[]).unwrap();
+    assert_eq!(busy.status, 503);
+    // Probes are not scrapes.
+    assert_eq!(server.get("/healthz").status, 200);
+    // Once the slow scrape is read to the end, the slot is free again.
+    let mut body = Vec::new();
+    slow.read_to_end(&mut body).unwrap();
+    assert!(body.len() > 8 << 20, "body {} bytes", body.len());
+    let again = common::http::get(server.port, "/metrics", &[]).unwrap();
+    assert_eq!(again.status, 200);
+    server.terminate();
+}
