@@ -110,20 +110,7 @@ fn load(fake: &FakeApiServer) -> Vec<(String, String)> {
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    assert!(
-        Command::new("cargo")
-            .args([
-                "build",
-                "--release",
-                "--quiet",
-                "--bin",
-                "ack-drift-exporter"
-            ])
-            .current_dir(&root)
-            .status()
-            .unwrap()
-            .success()
-    );
+    let bin = scrape_client::release_binary();
     let fake = FakeApiServer::start();
     let t = Instant::now();
     let kinds = load(&fake);
@@ -137,7 +124,7 @@ fn main() {
     let kc = fake.write_kubeconfig(&dir);
     let port = 19_877;
     let started = Instant::now();
-    let mut child = Command::new(root.join("target/release/ack-drift-exporter"))
+    let mut child = Command::new(&bin)
         .args(["serve", "--kubeconfig"])
         .arg(&kc)
         .args(["--web.listen-address", &format!("127.0.0.1:{port}")])

@@ -47,20 +47,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(60);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    assert!(
-        Command::new("cargo")
-            .args([
-                "build",
-                "--release",
-                "--quiet",
-                "--bin",
-                "ack-drift-exporter"
-            ])
-            .current_dir(&root)
-            .status()
-            .unwrap()
-            .success()
-    );
+    let bin = scrape_client::release_binary();
     let dir = root.join("target/bench-lookup-events");
     std::fs::create_dir_all(dir.join("cluster")).unwrap();
     std::fs::write(
@@ -114,7 +101,7 @@ fn main() {
     fake.add(events);
 
     let port = 19_878;
-    let mut child = Command::new(root.join("target/release/ack-drift-exporter"))
+    let mut child = Command::new(&bin)
         .args(["serve", "--kube-dir"])
         .arg(dir.join("cluster"))
         .arg("--config")

@@ -174,19 +174,7 @@ fn run(bin: &Path, dump: &Path, n: usize, omit: bool, scrapes: usize) -> String 
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let status = Command::new("cargo")
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "--bin",
-            "ack-drift-exporter",
-        ])
-        .current_dir(&root)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let bin = root.join("target/release/ack-drift-exporter");
+    let bin = scrape_client::release_binary();
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
         .lines()

@@ -1,5 +1,5 @@
-//! What the benchmarks that run the binary share: a plain HTTP GET over loopback and the
-//! memory of a process.
+//! What the benchmarks that run the binary share: building it, a plain HTTP GET over loopback
+//! and the memory of a process.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -37,4 +37,22 @@ pub fn proc_mib(pid: u32, key: &str) -> f64 {
         .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Builds the release binary (quietly; a no-op when up to date) and returns its path.
+pub fn release_binary() -> std::path::PathBuf {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let status = std::process::Command::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--bin",
+            "ack-drift-exporter",
+        ])
+        .current_dir(&root)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "the release build failed");
+    root.join("target/release/ack-drift-exporter")
 }
