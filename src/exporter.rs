@@ -570,6 +570,15 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
                         overlap: config.cloudtrail.overlap,
                         attempt_timeout: std::time::Duration::from_secs(20),
                     };
+                    if matches!(
+                        config.cloudtrail.accounts,
+                        Some(crate::config::Accounts::Keyword(_))
+                    ) && config.cloudtrail.role_arn_template.is_none()
+                    {
+                        warn!(
+                            "cloudtrail.accounts is auto but cloudtrail.role_arn_template is not set: every account is read with the exporter's own credentials, which only reach its own account"
+                        );
+                    }
                     poller = Some(Poller::new(
                         lookup_events::base_config().await,
                         store.clone(),
