@@ -13,7 +13,6 @@ mod scrape_client;
 
 use scrape_client::{get, proc_mib};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fake_apiserver::FakeApiServer;
@@ -124,19 +123,8 @@ fn main() {
     let kc = fake.write_kubeconfig(&dir);
     let port = 19_877;
     let started = Instant::now();
-    let mut child = Command::new(&bin)
-        .args(["serve", "--kubeconfig"])
-        .arg(&kc)
-        .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    while get(port, "/readyz").map_or(0, |r| r.0) != 200 {
-        assert!(started.elapsed() < Duration::from_secs(600), "not ready");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = scrape_client::serve(&bin, &["--kubeconfig".as_ref(), kc.as_os_str()], port);
+    scrape_client::wait_ready(port);
     let ready = started.elapsed();
     // The first publish after ready may still be under way; wait until all resources show.
     loop {

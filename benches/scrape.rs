@@ -11,8 +11,7 @@ mod scrape_client;
 use scrape_client::{get, proc_mib};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const KINDS: [(&str, &str); 20] = [
     ("ec2", "SecurityGroup"),
@@ -131,21 +130,17 @@ fn run(bin: &Path, dump: &Path, n: usize, omit: bool, scrapes: usize) -> String 
     std::fs::write(&config, format!("metrics:\n  omit_zero_series: {omit}\n")).unwrap();
     let port = 19_900 + (n % 97) as u16 + u16::from(omit);
     let started = Instant::now();
-    let mut child = Command::new(bin)
-        .args(["serve", "--kube-dir"])
-        .arg(dump)
-        .arg("--config")
-        .arg(&config)
-        .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    while get(port, "/readyz").map_or(0, |r| r.0) != 200 {
-        assert!(started.elapsed() < Duration::from_secs(600), "not ready");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = scrape_client::serve(
+        bin,
+        &[
+            "--kube-dir".as_ref(),
+            dump.as_os_str(),
+            "--config".as_ref(),
+            config.as_os_str(),
+        ],
+        port,
+    );
+    scrape_client::wait_ready(port);
     let ready = started.elapsed();
     let mut times = Vec::with_capacity(scrapes);
     let mut body = 0;

@@ -56,3 +56,28 @@ pub fn release_binary() -> std::path::PathBuf {
     assert!(status.success(), "the release build failed");
     root.join("target/release/ack-drift-exporter")
 }
+
+/// Starts `serve` with `args` on 127.0.0.1:`port` (warnings only on stderr).
+pub fn serve(bin: &std::path::Path, args: &[&std::ffi::OsStr], port: u16) -> std::process::Child {
+    std::process::Command::new(bin)
+        .arg("serve")
+        .args(args)
+        .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("the exporter starts")
+}
+
+/// Waits (10 minutes at most) until /readyz answers 200.
+pub fn wait_ready(port: u16) {
+    let started = std::time::Instant::now();
+    while get(port, "/readyz").map_or(0, |r| r.0) != 200 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(600),
+            "not ready"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
