@@ -41,15 +41,6 @@ fn kubeconfig(fake: &FakeApiServer, name: &str) -> std::path::PathBuf {
     fake.write_kubeconfig(&common::scratch(name))
 }
 
-fn resource_key(r: &Value) -> String {
-    format!(
-        "{}/{}/{}",
-        r["namespace"].as_str().unwrap(),
-        r["kind"].as_str().unwrap(),
-        r["name"].as_str().unwrap()
-    )
-}
-
 #[test]
 fn the_seed_cluster_listed_live_audits_like_its_dump() {
     let fake = seed_fake();
@@ -86,7 +77,7 @@ fn the_seed_cluster_listed_live_audits_like_its_dump() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|r| (resource_key(r), r.clone()))
+            .map(|r| (common::resource_key(r), r.clone()))
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out

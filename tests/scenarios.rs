@@ -11,15 +11,6 @@ fn contains(got: &Value, want: &Value) -> bool {
     want.as_object().unwrap().iter().all(|(k, v)| &got[k] == v)
 }
 
-fn resource_key(r: &Value) -> String {
-    format!(
-        "{}/{}/{}",
-        r["namespace"].as_str().unwrap(),
-        r["kind"].as_str().unwrap(),
-        r["name"].as_str().unwrap()
-    )
-}
-
 /// Runs the audit of a scenario folder (its cluster, its trail files when it has them, its
 /// config) and checks every fact of its expected.json.
 fn check_scenario(dir: &Path) {
@@ -52,7 +43,7 @@ fn check_scenario(dir: &Path) {
     for (key, want) in expected["resources"].as_object().unwrap() {
         let got = resources
             .iter()
-            .find(|r| &resource_key(r) == key)
+            .find(|r| &common::resource_key(r) == key)
             .unwrap_or_else(|| panic!("{key} missing from the audit"));
         for (field, value) in want.as_object().unwrap() {
             assert_eq!(&got[field], value, "{key}: {field}");

@@ -211,8 +211,9 @@ pub async fn handle(
             .headers()
             .get(hyper::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        // bcrypt is slow on purpose: keep it off the async workers.
-        let allowed = tokio::task::block_in_place(|| auth.allows(header));
+        // bcrypt is slow on purpose: only a check not yet remembered leaves the async worker.
+        let allowed =
+            auth.allows_remembered(header) || tokio::task::block_in_place(|| auth.allows(header));
         if !allowed {
             let mut r = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
             r.headers_mut().insert(

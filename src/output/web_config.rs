@@ -184,19 +184,30 @@ pub struct BasicAuth {
 }
 
 impl BasicAuth {
-    /// Whether an `Authorization` header value grants access.
+    /// Whether the header matches a check that already succeeded (cheap: no bcrypt).
+    pub fn allows_remembered(&self, header: Option<&str>) -> bool {
+        header
+            .and_then(parse_basic)
+            .is_some_and(|(user, password)| {
+                self.remembered(&user, &Sha256::digest(password.as_bytes()).into())
+            })
+    }
+
+    fn remembered(&self, user: &str, digest: &[u8; 32]) -> bool {
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(user)
+            .is_some_and(|known| constant_time_eq(known, digest))
+    }
+
+    /// Whether an `Authorization` header value grants access (may run bcrypt: slow).
     pub fn allows(&self, header: Option<&str>) -> bool {
         let Some((user, password)) = header.and_then(parse_basic) else {
             return false;
         };
         let digest: [u8; 32] = Sha256::digest(password.as_bytes()).into();
-        if let Some(known) = self
-            .verified
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&user)
-            && constant_time_eq(known, &digest)
-        {
+        if self.remembered(&user, &digest) {
             return true;
         }
         let ok = match self.users.get(&user) {
@@ -261,8 +272,11 @@ mod tests {
         assert!(!a.allows(Some(&header("prometheus", "wrong"))));
         assert!(!a.allows(Some(&header("nobody", "s3cret:with colon"))));
         assert!(a.verified.lock().unwrap().is_empty());
+        assert!(!a.allows_remembered(Some(&header("prometheus", "s3cret:with colon"))));
         assert!(a.allows(Some(&header("prometheus", "s3cret:with colon"))));
         assert_eq!(a.verified.lock().unwrap().len(), 1);
+        assert!(a.allows_remembered(Some(&header("prometheus", "s3cret:with colon"))));
+        assert!(!a.allows_remembered(Some(&header("prometheus", "s3cret"))));
         // The remembered digest does not let another password through.
         assert!(!a.allows(Some(&header("prometheus", "s3cret"))));
         assert!(a.allows(Some(&header("prometheus", "s3cret:with colon"))));

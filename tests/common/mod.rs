@@ -90,3 +90,13 @@ pub fn samples(
     }
     out
 }
+
+/// `namespace/Kind/name` of a resource in the audit JSON.
+pub fn resource_key(r: &serde_json::Value) -> String {
+    format!(
+        "{}/{}/{}",
+        r["namespace"].as_str().unwrap(),
+        r["kind"].as_str().unwrap(),
+        r["name"].as_str().unwrap()
+    )
+}
