@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::model::account::is_account_id;
+use crate::model::runtime_version::RuntimeSetting;
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -30,36 +31,16 @@ pub struct MetricsConfig {
     pub omit_zero_series: bool,
 }
 
-/// How the controller treats a status account that differs from its target (DESIGN §2).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, Hash)]
-#[serde(rename_all = "kebab-case")]
-pub enum Runtime {
-    /// runtime < v0.37: the status account wins over the namespace annotation.
-    Legacy,
-    /// v0.37 – v0.52: the annotation wins, the stale status stays.
-    NamespaceFirst,
-    /// ≥ v0.53: a differing status account is a terminal error.
-    #[default]
-    Strict,
-}
-
-impl Runtime {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Runtime::Legacy => "legacy",
-            Runtime::NamespaceFirst => "namespace-first",
-            Runtime::Strict => "strict",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ControllerOverride {
     #[serde(default, deserialize_with = "account_opt")]
     pub default_account: Option<String>,
     pub default_region: Option<String>,
-    pub runtime: Option<Runtime>,
+    /// The ACK runtime the controller was built with: `v0.35.0`, or legacy | namespace-first
+    /// | strict (v0.35.0, v0.52.0, the newest known).
+    #[serde(default, deserialize_with = "runtime_opt")]
+    pub runtime: Option<RuntimeSetting>,
     pub enable_carm: Option<bool>,
     pub feature_gates: Option<BTreeMap<String, bool>>,
     pub system_namespace: Option<String>,
@@ -216,6 +197,11 @@ fn account<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 
 fn account_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     account(d).map(Some)
+}
+
+fn runtime_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RuntimeSetting>, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
 fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -382,7 +368,15 @@ cloudtrail:
         .unwrap();
         let ec2 = &c.controllers["ec2"];
         assert_eq!(ec2.default_account.as_deref(), Some("178394743802"));
-        assert_eq!(ec2.runtime, Some(Runtime::Legacy));
+        let runtime = ec2.runtime.unwrap();
+        assert_eq!(runtime.version.to_string(), "v0.35.0");
+        assert_eq!(runtime.name.map(|n| n.as_str()), Some("legacy"));
+        let versioned = Config::parse("controllers:\n  s3:\n    runtime: v0.29.2\n").unwrap();
+        let runtime = versioned.controllers["s3"].runtime.unwrap();
+        assert_eq!(
+            (runtime.version.to_string(), runtime.name),
+            ("v0.29.2".into(), None)
+        );
         assert!(ec2.feature_gates.as_ref().unwrap()["TeamLevelCARM"]);
         assert_eq!(c.cloudtrail.accounts, Some(Accounts::Keyword(Auto::Auto)));
         assert_eq!(c.cloudtrail.poll_interval, Duration::from_secs(90));
@@ -420,7 +414,9 @@ cloudtrail:
 
     #[test]
     fn bad_values_are_errors() {
-        assert!(Config::parse("controllers:\n  ec2:\n    runtime: newest\n").is_err());
+        let (line, msg) = Config::parse("controllers:\n  ec2:\n    runtime: newest\n").unwrap_err();
+        assert_eq!(line, Some(3));
+        assert!(msg.contains("\"newest\" is not a runtime version"), "{msg}");
         assert!(Config::parse("controllers:\n  ec2:\n    default_account: '1234'\n").is_err());
         assert!(Config::parse("cloudtrail:\n  window: 1y\n").is_err());
         assert!(

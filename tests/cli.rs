@@ -116,7 +116,7 @@ fn check_config_shows_discovered_and_overridden_settings() {
     assert!(out.contains("controller ec2 (ack-system/ack-ec2-controller)"));
     assert!(out.contains("178394743802 (from the Deployment)"), "{out}");
     assert!(out.contains("eu-west-2 (from the Deployment)"));
-    assert!(out.contains("legacy (from the config)"));
+    assert!(out.contains("v0.35.0 (from the config: legacy)"), "{out}");
     assert!(out.contains("CARM               on"));
     assert!(out.contains("system namespace   ack-system"));
 }
@@ -141,7 +141,7 @@ fn check_config_on_the_demo_reads_env_gates_and_field_refs() {
         out.contains("feature gates      TeamLevelCARM=true"),
         "{out}"
     );
-    assert!(out.contains("namespace-first (from the config)"));
+    assert!(out.contains("v0.52.0 (from the config)"), "{out}");
     assert!(!out.contains("note:"), "{out}");
 }
 

@@ -168,7 +168,7 @@ fn rendered_rbac_is_read_only_and_namespaced_where_it_must_be() {
                 if resources.iter().any(|r| r == "configmaps") {
                     assert_eq!(
                         list("resourceNames"),
-                        ["ack-role-account-map", "ack-role-team-map"]
+                        ["ack-role-account-map", "ack-role-team-map", "ack-carm-map"]
                     );
                 }
             }

@@ -286,9 +286,15 @@ fn every_event_counted_once_under_faults_within_the_rate_ceiling() {
         "exporter log:\n{}",
         server.stderr.lock().unwrap()
     );
-    // Three more polls re-read the overlap: nothing may be counted again.
-    std::thread::sleep(Duration::from_secs(7));
-    let again = scrape(&server);
+    // Three more polls of every pair re-read the overlap: nothing may be counted again.
+    let lookups_before = fake.stats().lookups;
+    let again = wait_for(&server, Duration::from_secs(120), |_| {
+        fake.stats().lookups >= lookups_before + 3 * 6
+    });
+    assert!(
+        fake.stats().lookups >= lookups_before + 3 * 6,
+        "no more polls"
+    );
     assert_eq!(truth_from_metrics(&again), truth);
 
     let stats = fake.stats();
@@ -328,8 +334,22 @@ fn every_event_counted_once_under_faults_within_the_rate_ceiling() {
     assert!(requests as u64 <= stats.lookups && requests as u64 + 20 >= stats.lookups);
     // Once the faults stop, every pair reports up with a lag of about a poll.
     fake.set_faults(Faults::default());
-    std::thread::sleep(Duration::from_secs(8));
-    let healed = scrape(&server);
+    let healthy = |s: &Samples| {
+        value(
+            s,
+            "ack_drift_exporter_source_up",
+            &[("source", "cloudtrail")],
+        ) == Some(1.0)
+            && ACCOUNTS.iter().all(|a| {
+                REGIONS.iter().all(|r| {
+                    let ar = [("account", *a), ("region", *r)];
+                    value(s, "ack_drift_exporter_cloudtrail_up", &ar) == Some(1.0)
+                        && value(s, "ack_drift_exporter_cloudtrail_lag_seconds", &ar)
+                            .is_some_and(|lag| lag < 30.0)
+                })
+            })
+    };
+    let healed = wait_for(&server, Duration::from_secs(120), healthy);
     assert_eq!(
         value(
             &healed,

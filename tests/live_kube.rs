@@ -144,13 +144,9 @@ fn object(fake: &FakeApiServer, api_version: &str, kind: &str, ns: &str, name: &
 fn changes_on_the_server_show_on_metrics() {
     let fake = seed_fake();
     let kc = kubeconfig(&fake, "live-changes");
-    let config = common::fixture("scenarios/seed-incident/config.yaml");
-    let server = Server::start(&[
-        "--kubeconfig",
-        kc.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-    ]);
+    // No config: the controller is judged as the newest runtime, which has IAMRoleSelectors
+    // (step 4 moves it to a release built on that runtime).
+    let server = Server::start(&["--kubeconfig", kc.to_str().unwrap()]);
     let uat_sg = [
         "name=\"limit-amq-to-subnet-uat\"",
         "ack_drift_resource_account_drift{",
@@ -233,6 +229,8 @@ fn changes_on_the_server_show_on_metrics() {
     args.retain(|a| a != "--enable-carm=true");
     args.push(json!("--enable-carm=false"));
     args.push(json!("--feature-gates=IAMRoleSelector=true"));
+    deploy["spec"]["template"]["spec"]["containers"][0]["image"] =
+        json!("public.ecr.aws/aws-controllers-k8s/ec2-controller:1.20.0");
     fake.apply(deploy);
     fake.apply(json!({
         "apiVersion": "services.k8s.aws/v1alpha1", "kind": "IAMRoleSelector",

@@ -343,6 +343,7 @@ fn the_demo_pages_the_right_people_and_every_panel_has_data() {
         .collect();
     let dashboards = std::fs::read_dir(common::root().join("dashboards")).unwrap();
     let mut checked = 0;
+    let data_deadline = Instant::now() + Duration::from_secs(90);
     for entry in dashboards {
         let d: Value =
             serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
@@ -359,18 +360,29 @@ fn the_demo_pages_the_right_people_and_every_panel_has_data() {
                     .unwrap()
                     .replace("$__rate_interval", "30s");
                 // The drill-down's variables: some demo resource must give data.
-                let has_data = if expr.contains("$namespace") {
-                    resources.iter().any(|r| {
-                        let e = expr
-                            .replace("$namespace", &r[0])
-                            .replace("$kind", &r[1])
-                            .replace("$name", &r[2]);
-                        !query(prom_port, &e).is_empty()
-                    })
-                } else {
-                    !query(prom_port, &expr).is_empty()
+                let has_data = || {
+                    if expr.contains("$namespace") {
+                        resources.iter().any(|r| {
+                            let e = expr
+                                .replace("$namespace", &r[0])
+                                .replace("$kind", &r[1])
+                                .replace("$name", &r[2]);
+                            !query(prom_port, &e).is_empty()
+                        })
+                    } else {
+                        !query(prom_port, &expr).is_empty()
+                    }
                 };
-                assert!(has_data, "{}: {expr} returns nothing", p["title"]);
+                // A recording rule over a rate has a sample only after two scrapes and one
+                // more evaluation: poll for it, within one bound shared by every query.
+                while !has_data() {
+                    assert!(
+                        Instant::now() < data_deadline,
+                        "{}: {expr} returns nothing",
+                        p["title"]
+                    );
+                    std::thread::sleep(Duration::from_millis(250));
+                }
                 checked += 1;
             }
         }

@@ -76,13 +76,13 @@ fn read_only_and_least_privilege() {
             }
         }
     }
-    // ConfigMaps only by the two CARM names.
+    // ConfigMaps only by the CARM names (v0.37.x reads `ack-carm-map`).
     for r in &namespaced {
         if strings(&r["resources"]).contains(&"configmaps".to_string()) {
             let names: BTreeSet<String> = strings(&r["resourceNames"]).into_iter().collect();
             assert_eq!(
                 names,
-                ["ack-role-account-map", "ack-role-team-map"]
+                ["ack-role-account-map", "ack-role-team-map", "ack-carm-map"]
                     .map(String::from)
                     .into()
             );

@@ -13,7 +13,7 @@ use super::Evaluation;
 use super::attribution::{AttributionIndex, Unattributed};
 use crate::config::IdentifierRule;
 use crate::model::trail::TrailRecord;
-use crate::model::{ACCOUNT_MAP, ClusterSnapshot, TEAM_MAP};
+use crate::model::{CARM_MAPS, ClusterSnapshot};
 
 /// How a record shows a call crossing accounts, strongest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -317,7 +317,7 @@ fn expected_pivots(
         let Some(home) = &c.default_account else {
             continue;
         };
-        for map in [ACCOUNT_MAP, TEAM_MAP] {
+        for map in CARM_MAPS {
             if let Some(m) = snapshot.carm_map(&c.system_namespace, map) {
                 for arn in m.data.values() {
                     out.insert((home.clone(), arn.clone()));

@@ -5,10 +5,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::config::{Config, Runtime};
+use super::runtime::{OLDEST_MODELLED, RuntimeBehaviour};
+use crate::config::Config;
+use crate::model::runtime_version::{RuntimeName, RuntimeVersion};
 use crate::model::{ClusterSnapshot, account::arn_account};
 
 pub mod gates {
+    pub const CARM_V2: &str = "CARMv2";
     pub const TEAM_LEVEL_CARM: &str = "TeamLevelCARM";
     pub const SERVICE_LEVEL_CARM: &str = "ServiceLevelCARM";
     pub const IAM_ROLE_SELECTOR: &str = "IAMRoleSelector";
@@ -37,11 +40,17 @@ pub struct ControllerSettings {
     pub default_account_origin: Origin,
     pub default_region: Option<String>,
     pub default_region_origin: Origin,
-    pub runtime: Runtime,
+    /// The ACK runtime the controller was built with, and the config's name for it.
+    pub runtime: RuntimeVersion,
+    pub runtime_name: Option<RuntimeName>,
     pub runtime_origin: Origin,
-    /// `--enable-carm` as given (the runtime's default is true).
+    /// What that runtime does (derived from `runtime`).
+    pub behaviour: RuntimeBehaviour,
+    /// `--enable-carm` as given (the runtime's default is true; before v0.52 there is no
+    /// such flag and this stays true).
     pub enable_carm: bool,
-    /// Whether the controller really reads CARM maps and namespace account/team annotations.
+    /// Whether the CARM caches run: the controller reads the CARM maps and the namespaces'
+    /// account, team and region annotations only then.
     pub carm: bool,
     pub feature_gates: BTreeMap<String, bool>,
     pub system_namespace: String,
@@ -50,8 +59,10 @@ pub struct ControllerSettings {
 }
 
 impl ControllerSettings {
+    /// True when the gate is switched on and the controller's runtime defines it (releases
+    /// before v0.39.0 ignore names they do not define; later ones refuse to start).
     pub fn gate(&self, name: &str) -> bool {
-        self.feature_gates.get(name).copied().unwrap_or(false)
+        self.feature_gates.get(name).copied().unwrap_or(false) && self.behaviour.defines_gate(name)
     }
 
     /// True when this controller reconciles resources in `namespace`.
@@ -69,8 +80,10 @@ impl ControllerSettings {
             default_account_origin: Origin::Unknown,
             default_region: None,
             default_region_origin: Origin::Unknown,
-            runtime: Runtime::default(),
+            runtime: RuntimeVersion::default(),
+            runtime_name: None,
             runtime_origin: Origin::Default,
+            behaviour: RuntimeBehaviour::of(RuntimeVersion::default()),
             enable_carm: true,
             carm: true,
             feature_gates: BTreeMap::new(),
@@ -179,7 +192,8 @@ fn apply_override(s: &mut ControllerSettings, o: &crate::config::ControllerOverr
         s.default_region_origin = Origin::Config;
     }
     if let Some(r) = o.runtime {
-        s.runtime = r;
+        s.runtime = r.version;
+        s.runtime_name = r.name;
         s.runtime_origin = Origin::Config;
     }
     if let Some(c) = o.enable_carm {
@@ -198,16 +212,56 @@ fn apply_override(s: &mut ControllerSettings, o: &crate::config::ControllerOverr
     }
 }
 
-/// The runtime's own rules on top of the flags.
-fn apply_runtime_rules(s: &mut ControllerSettings) {
-    s.carm = s.enable_carm;
-    if s.enable_carm && s.watch_namespaces.len() == 1 {
-        // Runtime >= v0.52 turns CARM off for a controller watching exactly one namespace.
-        s.carm = false;
+/// The runtime's own rules on top of the flags (`BindControllerManager`, `Config.Validate`).
+pub(crate) fn apply_runtime_rules(s: &mut ControllerSettings) {
+    s.behaviour = RuntimeBehaviour::of(s.runtime);
+    let b = s.behaviour;
+    if s.runtime < OLDEST_MODELLED {
         s.notes.push(format!(
-            "CARM is forced off: --watch-namespace names exactly one namespace ({})",
-            s.watch_namespaces[0]
+            "runtime {} is older than {OLDEST_MODELLED}, the oldest whose rules were read: judged as {OLDEST_MODELLED}",
+            s.runtime
         ));
+    } else if s.runtime > RuntimeVersion::NEWEST {
+        s.notes.push(format!(
+            "runtime {} is newer than {}, the newest this exporter knows: judged as {}",
+            s.runtime,
+            RuntimeVersion::NEWEST,
+            RuntimeVersion::NEWEST
+        ));
+    }
+    if !b.enable_carm_flag && !s.enable_carm {
+        s.notes.push(format!(
+            "--enable-carm does not exist before runtime v0.52.0 ({}): the controller would exit at start",
+            s.runtime
+        ));
+    }
+    let enable_carm = s.enable_carm || !b.enable_carm_flag;
+    s.carm = b.carm_caches_run(enable_carm, s.watch_namespaces.len());
+    if enable_carm && !s.carm {
+        s.notes.push(match s.watch_namespaces.as_slice() {
+            [one] => format!(
+                "CARM caches do not run: --watch-namespace names one namespace ({one}); namespace annotations are not read, and a status account other than the controller's own finds no role"
+            ),
+            _ => format!(
+                "CARM caches do not run: runtime {} starts them only without --watch-namespace",
+                s.runtime
+            ),
+        });
+    }
+    for (gate, on) in &s.feature_gates {
+        if *on && !b.defines_gate(gate) {
+            let consequence = if !b.feature_gates_flag {
+                "the --feature-gates flag itself arrived in v0.35.0; the controller would exit at start"
+            } else if s.runtime < RuntimeVersion::new(0, 39, 0) {
+                "the release ignores it and starts without the feature"
+            } else {
+                "the release refuses unknown gates at start"
+            };
+            s.notes.push(format!(
+                "feature gate {gate} is not defined by runtime {}: {consequence}",
+                s.runtime
+            ));
+        }
     }
     if s.gate(gates::IAM_ROLE_SELECTOR) && s.enable_carm {
         // The runtime refuses to start with both; treat the selectors as what it would use.
@@ -257,12 +311,14 @@ mod tests {
         assert_eq!(ec2.default_account_origin, Origin::Deployment);
         assert_eq!(ec2.default_region.as_deref(), Some("us-east-1"));
         assert_eq!(ec2.default_region_origin, Origin::Config);
-        assert_eq!(ec2.runtime, Runtime::Legacy);
+        assert_eq!(ec2.runtime.to_string(), "v0.35.0");
+        assert_eq!(ec2.runtime_name, Some(RuntimeName::Legacy));
         assert!(ec2.carm);
         let s3 = &all[1];
         assert_eq!(s3.service, "s3");
         assert_eq!(s3.default_account.as_deref(), Some("111111111111"));
-        assert_eq!(s3.runtime, Runtime::Strict);
+        assert_eq!(s3.runtime, RuntimeVersion::NEWEST);
+        assert_eq!(s3.runtime_origin, Origin::Default);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod lookup_plan;
 pub mod ownership;
 pub mod remediation;
 pub mod role_selector;
+pub mod runtime;
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -70,7 +71,7 @@ fn context_fingerprint(
     let mut h = DefaultHasher::new();
     snapshot.namespaces.get(namespace).hash(&mut h);
     controller.hash(&mut h);
-    for map in [crate::model::ACCOUNT_MAP, crate::model::TEAM_MAP] {
+    for map in crate::model::CARM_MAPS {
         snapshot
             .carm_map(&controller.system_namespace, map)
             .hash(&mut h);

@@ -1,5 +1,7 @@
 //! Which AWS account and region each ACK resource should live in, what its status records,
-//! and what the controller will do about a difference (DESIGN §2, §5). Pure functions.
+//! and what its controller will do about a difference: the ACK runtime's `Reconcile`
+//! (`pkg/runtime/reconciler.go`) replayed, up to its first AWS call, as the controller's
+//! runtime version runs it (README "How the verdict is reached"). Pure functions.
 
 use std::collections::BTreeSet;
 
@@ -7,8 +9,12 @@ use serde::Serialize;
 
 use super::controllers::{ControllerSettings, gates};
 use super::role_selector;
-use crate::config::Runtime;
-use crate::model::{ACCOUNT_MAP, AckResource, ClusterSnapshot, Namespace, TEAM_MAP, arn_account};
+use super::runtime::{AccountOrder, TeamCarm};
+use crate::model::account::go_arn_account;
+use crate::model::runtime_version::{RuntimeName, RuntimeVersion};
+use crate::model::{
+    ACCOUNT_MAP, AckResource, CARM_V2_MAP, ClusterSnapshot, Namespace, TEAM_MAP, arn_account,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Hash)]
 #[serde(rename_all = "snake_case")]
@@ -32,6 +38,8 @@ pub enum RegionSource {
 pub enum Problem {
     RoleUnavailable,
     SelectorConflict,
+    /// The mapped role lives in another account than the one it was looked up for.
+    RoleAccountMismatch,
     ArnAccountMismatch,
     Unresolved,
     NotSynced,
@@ -74,6 +82,7 @@ label_values!(RegionSource {
 label_values!(Problem {
     RoleUnavailable => "role_unavailable",
     SelectorConflict => "selector_conflict",
+    RoleAccountMismatch => "role_account_mismatch",
     ArnAccountMismatch => "arn_account_mismatch",
     Unresolved => "unresolved",
     NotSynced => "not_synced",
@@ -84,6 +93,35 @@ label_values!(Effect {
     StaleStatus => "stale_status",
     Blocked => "blocked",
 });
+
+/// Why a lookup found no usable role (`CARMMap.GetValue`, `arn.Parse`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleErrorReason {
+    /// The CARM caches do not run (flags), so every lookup reports the map as missing.
+    CarmNotRunning,
+    MapNotFound,
+    KeyNotFound,
+    EmptyValue,
+    /// The value is no ARN Go's `arn.Parse` accepts.
+    InvalidArn,
+}
+
+label_values!(RoleErrorReason {
+    CarmNotRunning => "carm_not_running",
+    MapNotFound => "map_not_found",
+    KeyNotFound => "key_not_found",
+    EmptyValue => "empty_value",
+    InvalidArn => "invalid_arn",
+});
+
+/// A failed role lookup: which map (or `IAMRoleSelector`), which key, why.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct RoleError {
+    pub map: &'static str,
+    pub key: String,
+    pub reason: RoleErrorReason,
+}
 
 /// The verdict on one resource.
 #[derive(Debug, Clone, PartialEq, Serialize, Hash)]
@@ -101,170 +139,322 @@ pub struct Ownership {
     pub effect: Option<Effect>,
     /// The role the controller would assume for the target (selector, team or account map).
     pub role_arn: Option<String>,
+    /// The lookup that failed, when a problem is `role_unavailable`.
+    pub role_error: Option<RoleError>,
     /// Selectors matching the resource (more than one is a conflict).
     pub matched_selectors: Vec<String>,
     /// The account the controller really calls, when it can call one.
     pub called_account: Option<String>,
     /// `namespace/name` of the controller Deployment judged responsible.
     pub controller: Option<String>,
-    pub runtime: Runtime,
+    pub runtime: RuntimeVersion,
+    pub runtime_name: Option<RuntimeName>,
 }
 
-/// The target account ignoring status, as the runtime's rules 1–3 and 5 give it.
-#[derive(Debug, Clone, Default, PartialEq)]
-struct Target {
+/// Why `Reconcile` stops before any AWS call.
+#[derive(Debug, Clone, PartialEq)]
+enum Block {
+    /// A CARM or selector lookup failed (`handleCacheError`, or a plain parse error).
+    Role(RoleError),
+    /// Several IAMRoleSelectors match (a plain error).
+    SelectorConflict,
+    /// Status region or account differs from the target: terminal, no condition (>= v0.53).
+    RegionMismatch,
+    AccountMismatch,
+}
+
+/// One replay of `Reconcile` for a resource, up to its first AWS call.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Replay {
+    /// The account the runtime works with (`acctID`).
     account: Option<String>,
     source: Option<AccountSource>,
     role_arn: Option<String>,
-    role_unavailable: bool,
+    /// The chosen role lives in another account than the one it was looked up for.
+    role_account_mismatch: bool,
     matched_selectors: Vec<String>,
+    /// Before v0.31.0 a failed lookup for another account than the controller's own is
+    /// dropped: the controller carries on with its own credentials.
+    silent_miss: Option<RoleError>,
+    /// `Err` when it stops; else the account its calls land in (`None`: unknown).
+    outcome: Option<Result<Option<String>, Block>>,
 }
 
-/// Looks `id` up in a CARM map of the controller's system namespace; with ServiceLevelCARM the
-/// `<service>.<id>` key is tried first.
-pub fn carm_lookup<'s>(
-    snapshot: &'s ClusterSnapshot,
+/// What the CARM namespace cache (`NamespaceCache`) holds for a namespace: nothing when the
+/// caches do not run, for the namespaces the runtime ignores, and outside the watch scope.
+#[derive(Debug, Default, Clone, Copy)]
+struct CarmNamespace<'a> {
+    owner_account: Option<&'a str>,
+    team: Option<&'a str>,
+    default_region: Option<&'a str>,
+}
+
+fn non_empty(s: &Option<String>) -> Option<&str> {
+    s.as_deref().filter(|v| !v.is_empty())
+}
+
+fn carm_namespace<'a>(
     controller: &ControllerSettings,
-    map: &str,
-    id: &str,
-) -> Option<&'s str> {
-    let data = &snapshot.carm_map(&controller.system_namespace, map)?.data;
-    if controller.gate(gates::SERVICE_LEVEL_CARM)
-        && let Some(arn) = data.get(&format!("{}.{}", controller.service, id))
-    {
-        return Some(arn);
+    name: &str,
+    namespace: Option<&'a Namespace>,
+) -> CarmNamespace<'a> {
+    let b = &controller.behaviour;
+    let seen = controller.carm
+        && controller.watches(name)
+        && !b.carm_ignores_namespace(name, &controller.system_namespace);
+    match namespace.filter(|_| seen) {
+        Some(ns) => CarmNamespace {
+            owner_account: non_empty(&ns.owner_account_id),
+            // The namespace cache reads team-id from v0.37.0 on.
+            team: non_empty(&ns.team_id).filter(|_| b.team_carm != TeamCarm::None),
+            default_region: non_empty(&ns.default_region),
+        },
+        None => CarmNamespace::default(),
     }
-    data.get(id).map(String::as_str)
 }
 
-fn target(
+/// `getRoleARN`: a CARM map lookup, the `<service>.<id>` key first when the runtime tries it.
+/// Before v0.31.0 the error is dropped by the caller.
+fn lookup_role(
     snapshot: &ClusterSnapshot,
-    resource: &AckResource,
-    namespace: Option<&Namespace>,
     controller: &ControllerSettings,
-) -> Target {
-    if controller.gate(gates::IAM_ROLE_SELECTOR) {
-        let found = role_selector::matching(&snapshot.role_selectors, resource, namespace);
+    map: &'static str,
+    id: &str,
+    service_key_first: bool,
+) -> Result<String, RoleError> {
+    let error = |reason| RoleError {
+        map,
+        key: id.to_string(),
+        reason,
+    };
+    if !controller.carm {
+        return Err(error(RoleErrorReason::CarmNotRunning));
+    }
+    let data = &snapshot
+        .carm_map(&controller.system_namespace, map)
+        .ok_or_else(|| error(RoleErrorReason::MapNotFound))?
+        .data;
+    let service_key = format!("{}.{}", controller.service, id);
+    if service_key_first && let Some(v) = data.get(&service_key).filter(|v| !v.is_empty()) {
+        return Ok(v.clone());
+    }
+    match data.get(id) {
+        None => Err(error(RoleErrorReason::KeyNotFound)),
+        Some(v) if v.is_empty() => Err(error(RoleErrorReason::EmptyValue)),
+        Some(v) => Ok(v.clone()),
+    }
+}
+
+/// Which map the team (or account) path reads and whether service keys go first.
+fn team_map(controller: &ControllerSettings) -> Option<(&'static str, bool)> {
+    match controller.behaviour.team_carm {
+        TeamCarm::CarmV2 if controller.gate(gates::CARM_V2) => Some((CARM_V2_MAP, true)),
+        TeamCarm::TeamAndServiceGates if controller.gate(gates::TEAM_LEVEL_CARM) => {
+            Some((TEAM_MAP, controller.gate(gates::SERVICE_LEVEL_CARM)))
+        }
+        _ => None,
+    }
+}
+
+fn account_map(controller: &ControllerSettings) -> (&'static str, bool) {
+    match controller.behaviour.team_carm {
+        TeamCarm::CarmV2 if controller.gate(gates::CARM_V2) => (CARM_V2_MAP, true),
+        _ => (ACCOUNT_MAP, controller.gate(gates::SERVICE_LEVEL_CARM)),
+    }
+}
+
+/// The account field of a role ARN as `arn.Parse` gives it, or the lookup error.
+fn role_account(map: &'static str, key: &str, role: &str) -> Result<String, Block> {
+    go_arn_account(role).map(str::to_string).ok_or_else(|| {
+        Block::Role(RoleError {
+            map,
+            key: key.to_string(),
+            reason: RoleErrorReason::InvalidArn,
+        })
+    })
+}
+
+/// The status fields a replay compares with (`desired.Identifiers()`).
+#[derive(Debug, Clone, Copy, Default)]
+struct Status<'a> {
+    account: Option<&'a str>,
+    region: Option<&'a str>,
+}
+
+struct World<'a> {
+    snapshot: &'a ClusterSnapshot,
+    controller: &'a ControllerSettings,
+    resource: &'a AckResource,
+    namespace: Option<&'a Namespace>,
+    /// What `regionDrifted` compares the status region with.
+    target_region: Option<&'a str>,
+}
+
+/// `getOwnerAccountID`: (account, whether a CARM lookup is needed, where it came from).
+fn owner_account(
+    w: &World,
+    view: CarmNamespace,
+    status: Status,
+) -> (Option<String>, bool, AccountSource) {
+    let own = w.controller.default_account.as_deref();
+    // With the controller's own account unknown, whether a lookup happens is unknown too:
+    // assume none rather than guess a failure.
+    let from_status = |s: &str| {
+        let other = own.is_some_and(|o| o != s);
+        (Some(s.to_string()), other, AccountSource::ControllerDefault)
+    };
+    let from_namespace = |a: &str| (Some(a.to_string()), true, AccountSource::Namespace);
+    let default = (
+        own.map(String::from),
+        false,
+        AccountSource::ControllerDefault,
+    );
+    match w.controller.behaviour.account_order {
+        AccountOrder::StatusFirst => status
+            .account
+            .map(from_status)
+            .or_else(|| view.owner_account.map(from_namespace))
+            .unwrap_or(default),
+        AccountOrder::NamespaceFirst => view
+            .owner_account
+            .map(from_namespace)
+            .or_else(|| status.account.map(from_status))
+            .unwrap_or(default),
+    }
+}
+
+/// `Reconcile` up to `NewAWSConfig`: the CARM lookups, the selectors, the terminal checks.
+fn replay(w: &World, status: Status) -> Replay {
+    let c = w.controller;
+    let b = &c.behaviour;
+    let view = carm_namespace(c, &w.resource.namespace, w.namespace);
+    let (account, need_lookup, source) = owner_account(w, view, status);
+    let mut r = Replay {
+        source: account.is_some().then_some(source),
+        account,
+        ..Default::default()
+    };
+    let stop = |mut r: Replay, block: Block| {
+        r.outcome = Some(Err(block));
+        r
+    };
+    if !b.lookup_miss_blocks {
+        // Before v0.31.0 every account is looked up and a miss means the own credentials.
+        if let Some(id) = r.account.clone() {
+            match lookup_role(w.snapshot, c, ACCOUNT_MAP, &id, false) {
+                Ok(role) => {
+                    match role_account(ACCOUNT_MAP, &id, &role) {
+                        Ok(a) => r.role_account_mismatch = a != id,
+                        Err(block) => return stop(r, block),
+                    }
+                    r.role_arn = Some(role);
+                }
+                Err(e) if Some(id.as_str()) != c.default_account.as_deref() => {
+                    r.silent_miss = Some(e)
+                }
+                Err(_) => {}
+            }
+        }
+    } else if let (Some(team), Some((map, service_first))) = (view.team, team_map(c)) {
+        r.source = Some(AccountSource::Team);
+        r.account = None;
+        let role = match lookup_role(w.snapshot, c, map, team, service_first) {
+            Ok(role) => role,
+            Err(e) => return stop(r, Block::Role(e)),
+        };
+        match role_account(map, team, &role) {
+            Ok(a) => r.account = Some(a),
+            Err(block) => return stop(r, block),
+        }
+        r.role_arn = Some(role);
+    } else if need_lookup && (c.enable_carm || !b.reconciler_checks_enable_carm) {
+        let id = r.account.clone().unwrap_or_default();
+        let (map, service_first) = account_map(c);
+        let role = match lookup_role(w.snapshot, c, map, &id, service_first) {
+            Ok(role) => role,
+            Err(e) => return stop(r, Block::Role(e)),
+        };
+        // Before v0.53 the ARN is not parsed here, but assuming a role that is no ARN fails.
+        match role_account(map, &id, &role) {
+            Ok(a) => {
+                r.role_account_mismatch = a != id;
+                if b.account_path_parses_role {
+                    r.account = Some(a);
+                }
+            }
+            Err(block) => return stop(r, block),
+        }
+        r.role_arn = Some(role);
+    }
+    if b.role_selectors && c.gate(gates::IAM_ROLE_SELECTOR) {
+        let found = role_selector::matching(
+            &w.snapshot.role_selectors,
+            w.resource,
+            w.namespace,
+            b.selector_resource_labels,
+        );
+        r.matched_selectors = found.iter().map(|s| s.name.clone()).collect();
         match found.as_slice() {
             [] => {}
             [one] => {
-                return Target {
-                    account: arn_account(&one.arn),
-                    source: Some(AccountSource::IamRoleSelector),
-                    role_arn: Some(one.arn.clone()),
-                    matched_selectors: vec![one.name.clone()],
-                    ..Default::default()
-                };
+                match role_account("IAMRoleSelector", &one.name, &one.arn) {
+                    Ok(a) => r.account = Some(a),
+                    Err(block) => return stop(r, block),
+                }
+                r.role_arn = Some(one.arn.clone());
+                r.source = Some(AccountSource::IamRoleSelector);
+                r.role_account_mismatch = false;
             }
-            many => {
-                // The controller errors out: no fall-through to lower rules.
-                return Target {
-                    matched_selectors: many.iter().map(|s| s.name.clone()).collect(),
-                    ..Default::default()
-                };
+            _ => {
+                r.account = None;
+                r.source = None;
+                return stop(r, Block::SelectorConflict);
             }
         }
     }
-    if controller.carm
-        && let Some(ns) = namespace
-    {
-        if controller.gate(gates::TEAM_LEVEL_CARM)
-            && let Some(team) = ns.team_id.as_deref().filter(|t| !t.is_empty())
+    if b.status_mismatch_terminal {
+        if status.region.is_some_and(|s| Some(s) != w.target_region) {
+            return stop(r, Block::RegionMismatch);
+        }
+        if status
+            .account
+            .is_some_and(|s| Some(s) != r.account.as_deref())
         {
-            return match carm_lookup(snapshot, controller, TEAM_MAP, team) {
-                Some(arn) => Target {
-                    account: arn_account(arn),
-                    source: Some(AccountSource::Team),
-                    role_arn: Some(arn.to_string()),
-                    ..Default::default()
-                },
-                None => Target {
-                    source: Some(AccountSource::Team),
-                    role_unavailable: true,
-                    ..Default::default()
-                },
-            };
-        }
-        if let Some(acct) = ns.owner_account_id.as_deref().filter(|a| !a.is_empty()) {
-            // The controller's own account needs no role from the map.
-            if controller.default_account.as_deref() == Some(acct) {
-                return Target {
-                    account: Some(acct.to_string()),
-                    source: Some(AccountSource::Namespace),
-                    ..Default::default()
-                };
-            }
-            return match carm_lookup(snapshot, controller, ACCOUNT_MAP, acct) {
-                Some(arn) => Target {
-                    account: arn_account(arn).or_else(|| Some(acct.to_string())),
-                    source: Some(AccountSource::Namespace),
-                    role_arn: Some(arn.to_string()),
-                    ..Default::default()
-                },
-                None => Target {
-                    account: Some(acct.to_string()),
-                    source: Some(AccountSource::Namespace),
-                    role_unavailable: true,
-                    ..Default::default()
-                },
-            };
+            return stop(r, Block::AccountMismatch);
         }
     }
-    Target {
-        source: controller
-            .default_account
-            .as_ref()
-            .map(|_| AccountSource::ControllerDefault),
-        account: controller.default_account.clone(),
-        ..Default::default()
-    }
+    // The session pivots to the role only when there is one (`NewAWSConfig`).
+    let called = match &r.role_arn {
+        Some(role) => arn_account(role),
+        None => c.default_account.clone(),
+    };
+    r.outcome = Some(Ok(called));
+    r
 }
 
-/// The region the controller uses for the resource, ignoring status.
+/// `getRegion` for a resource without a status region: the CR annotation (present counts,
+/// even empty: `regionDrifted` tests the key), the namespace's default region through the
+/// CARM cache, then through the selector cache (>= v0.54), then the controller's region.
 pub fn expected_region(
     resource: &AckResource,
     namespace: Option<&Namespace>,
     controller: &ControllerSettings,
 ) -> (Option<String>, Option<RegionSource>) {
-    if let Some(r) = resource
-        .region_annotation
-        .as_ref()
-        .filter(|r| !r.is_empty())
-    {
+    if let Some(r) = &resource.region_annotation {
         return (Some(r.clone()), Some(RegionSource::ResourceAnnotation));
     }
-    // Namespace annotations are only read with CARM or the role-selector gate on.
-    let reads_namespace = controller.carm || controller.gate(gates::IAM_ROLE_SELECTOR);
-    if reads_namespace
-        && let Some(r) = namespace
-            .and_then(|n| n.default_region.as_ref())
-            .filter(|r| !r.is_empty())
-    {
-        return (Some(r.clone()), Some(RegionSource::Namespace));
+    let carm = carm_namespace(controller, &resource.namespace, namespace).default_region;
+    // The selector cache keeps every namespace, kube-system included, and runs with the gate.
+    let selector_cache = (controller.behaviour.selector_namespace_region
+        && controller.gate(gates::IAM_ROLE_SELECTOR))
+    .then(|| namespace.and_then(|n| non_empty(&n.default_region)))
+    .flatten();
+    if let Some(r) = carm.or(selector_cache) {
+        return (Some(r.to_string()), Some(RegionSource::Namespace));
     }
     match &controller.default_region {
         Some(r) => (Some(r.clone()), Some(RegionSource::ControllerDefault)),
         None => (None, None),
-    }
-}
-
-/// The account the controller reaches when it falls back to the status account: its own
-/// credentials for its own account, a mapped role with CARM on, nothing without a map entry.
-/// `Err(())` means the controller cannot get a role (blocked).
-fn status_account_called(
-    snapshot: &ClusterSnapshot,
-    controller: &ControllerSettings,
-    status_account: &str,
-) -> Result<Option<String>, ()> {
-    if controller.default_account.as_deref() == Some(status_account) {
-        return Ok(Some(status_account.to_string()));
-    }
-    if !controller.carm {
-        return Ok(controller.default_account.clone());
-    }
-    match carm_lookup(snapshot, controller, ACCOUNT_MAP, status_account) {
-        Some(arn) => Ok(arn_account(arn).or_else(|| Some(status_account.to_string()))),
-        None => Err(()),
     }
 }
 
@@ -282,35 +472,22 @@ pub fn controller_for<'c>(
         .or_else(|| of_service().next())
 }
 
-/// The full verdict for one resource.
-pub fn evaluate(
-    snapshot: &ClusterSnapshot,
-    controller: &ControllerSettings,
+/// The lookup that failed in a replay: one that stopped it, or one dropped before v0.31.0.
+fn role_error(r: &Replay) -> Option<&RoleError> {
+    match &r.outcome {
+        Some(Err(Block::Role(e))) => Some(e),
+        _ => r.silent_miss.as_ref(),
+    }
+}
+
+/// Problems read from the resource alone: its ARN and its conditions.
+fn resource_problems(
     resource: &AckResource,
-) -> Ownership {
-    let namespace = snapshot.namespaces.get(&resource.namespace);
-    let md = resource.metadata.as_ref();
-    let status_account = md
-        .and_then(|m| m.owner_account_id.clone())
-        .filter(|s| !s.is_empty());
-    let status_region = md.and_then(|m| m.region.clone()).filter(|s| !s.is_empty());
-    let arn_acct = md.and_then(|m| m.arn.as_deref()).and_then(arn_account);
-
-    let t = target(snapshot, resource, namespace, controller);
-    let (expected_region, region_source) = expected_region(resource, namespace, controller);
+    arn_acct: &Option<String>,
+    status_account: &Option<String>,
+) -> BTreeSet<Problem> {
     let mut problems = BTreeSet::new();
-
-    let conflict = t.matched_selectors.len() > 1;
-    if conflict {
-        problems.insert(Problem::SelectorConflict);
-    }
-    if t.role_unavailable {
-        problems.insert(Problem::RoleUnavailable);
-    }
-    if t.account.is_none() && !conflict && !t.role_unavailable {
-        problems.insert(Problem::Unresolved);
-    }
-    if let (Some(a), Some(s)) = (&arn_acct, &status_account)
+    if let (Some(a), Some(s)) = (arn_acct, status_account)
         && a != s
     {
         problems.insert(Problem::ArnAccountMismatch);
@@ -327,67 +504,98 @@ pub fn evaluate(
     {
         problems.insert(Problem::Terminal);
     }
+    problems
+}
 
-    let account_drift = matches!((&status_account, &t.account), (Some(s), Some(e)) if s != e);
-    let region_drift = matches!((&status_region, &expected_region), (Some(s), Some(e)) if s != e);
-
-    let mut effect = None;
-    let mut called_account = if t.role_unavailable {
-        None
-    } else {
-        t.account.clone()
-    };
-    if account_drift && let Some(status) = status_account.as_deref() {
-        let falls_back = match t.source {
-            Some(AccountSource::ControllerDefault) => true,
-            _ => controller.runtime == Runtime::Legacy,
-        };
-        effect = Some(if falls_back {
-            // The status account wins: what happens depends on whether it can be reached.
-            match status_account_called(snapshot, controller, status) {
-                Ok(called) => {
-                    called_account = called.clone();
-                    if called.is_some() && called != t.account {
-                        Effect::CallsWrongAccount
-                    } else {
-                        Effect::StaleStatus
-                    }
-                }
-                Err(()) => {
-                    called_account = None;
-                    problems.insert(Problem::RoleUnavailable);
-                    Effect::Blocked
-                }
-            }
-        } else {
-            match controller.runtime {
-                Runtime::Strict => {
-                    called_account = None;
-                    Effect::Blocked
-                }
-                _ if t.role_unavailable => Effect::Blocked,
-                _ => Effect::StaleStatus,
-            }
-        });
+/// What the controller does about an account drift: it stops, or its calls land in the
+/// target (the status is stale) or elsewhere.
+fn drift_effect(actual: &Replay, expected: &Option<String>) -> Option<Effect> {
+    match actual.outcome.as_ref()? {
+        Err(_) => Some(Effect::Blocked),
+        Ok(called) if called == expected => Some(Effect::StaleStatus),
+        Ok(Some(_)) => Some(Effect::CallsWrongAccount),
+        Ok(None) => None,
     }
+}
+
+/// The full verdict for one resource.
+pub fn evaluate(
+    snapshot: &ClusterSnapshot,
+    controller: &ControllerSettings,
+    resource: &AckResource,
+) -> Ownership {
+    let namespace = snapshot.namespaces.get(&resource.namespace);
+    let md = resource.metadata.as_ref();
+    let status_account = md.and_then(|m| non_empty(&m.owner_account_id).map(String::from));
+    let status_region = md.and_then(|m| non_empty(&m.region).map(String::from));
+    let arn_acct = md.and_then(|m| m.arn.as_deref()).and_then(arn_account);
+    let (expected_region, region_source) = expected_region(resource, namespace, controller);
+    let world = World {
+        snapshot,
+        controller,
+        resource,
+        namespace,
+        target_region: expected_region.as_deref(),
+    };
+    // The target ignores the status: what a fresh resource would get.
+    let target = replay(&world, Status::default());
+    let actual = replay(
+        &world,
+        Status {
+            account: status_account.as_deref(),
+            region: status_region.as_deref(),
+        },
+    );
+
+    let mut problems = resource_problems(resource, &arn_acct, &status_account);
+    let conflict = matches!(target.outcome, Some(Err(Block::SelectorConflict)));
+    let expected_account = target.account.clone();
+    let account_drift =
+        matches!((&status_account, &expected_account), (Some(s), Some(e)) if s != e);
+    let region_drift = matches!((&status_region, &expected_region), (Some(s), Some(e)) if s != e);
+    // What fails now, and, when the status is to be fixed, what the target will need.
+    let role_err = role_error(&actual)
+        .or(role_error(&target).filter(|_| account_drift))
+        .cloned();
+    if conflict {
+        problems.insert(Problem::SelectorConflict);
+    }
+    if role_err.is_some() {
+        problems.insert(Problem::RoleUnavailable);
+    }
+    if target.role_account_mismatch || actual.role_account_mismatch {
+        problems.insert(Problem::RoleAccountMismatch);
+    }
+    if expected_account.is_none() && !conflict && role_error(&target).is_none() {
+        problems.insert(Problem::Unresolved);
+    }
+    let effect = account_drift
+        .then(|| drift_effect(&actual, &expected_account))
+        .flatten();
+    let called_account = match &actual.outcome {
+        Some(Ok(called)) => called.clone(),
+        _ => None,
+    };
 
     Ownership {
         status_account,
         status_region,
         arn_account: arn_acct,
-        expected_account: t.account,
-        account_source: if conflict { None } else { t.source },
+        expected_account,
+        account_source: if conflict { None } else { target.source },
         account_drift,
         expected_region,
         region_source,
         region_drift,
         problems,
         effect,
-        role_arn: t.role_arn,
-        matched_selectors: t.matched_selectors,
+        role_arn: target.role_arn,
+        role_error: role_err,
+        matched_selectors: target.matched_selectors,
         called_account,
         controller: controller.deployment.clone(),
         runtime: controller.runtime,
+        runtime_name: controller.runtime_name,
     }
 }
 

@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::evaluate::controllers::{ControllerSettings, Origin};
-use crate::model::{AckMetadata, CarmMap, Condition, Gvk, RoleSelector};
+use crate::evaluate::controllers::{ControllerSettings, Origin, apply_runtime_rules};
+use crate::evaluate::runtime::RuntimeBehaviour;
+use crate::model::{AckMetadata, CARM_V2_MAP, CarmMap, Condition, Gvk, RoleSelector};
 
 const DEV: &str = "178394743802";
 const UAT: &str = "474417630776";
@@ -24,8 +25,10 @@ fn controller(service: &str) -> ControllerSettings {
         default_account_origin: Origin::Deployment,
         default_region: Some("eu-west-2".into()),
         default_region_origin: Origin::Deployment,
-        runtime: Runtime::Strict,
+        runtime: RuntimeVersion::NEWEST,
+        runtime_name: None,
         runtime_origin: Origin::Default,
+        behaviour: RuntimeBehaviour::of(RuntimeVersion::NEWEST),
         enable_carm: true,
         carm: true,
         feature_gates: BTreeMap::new(),
@@ -33,6 +36,18 @@ fn controller(service: &str) -> ControllerSettings {
         watch_namespaces: vec![],
         notes: vec![],
     }
+}
+
+/// The controller built on runtime `version`, its flags settled as that runtime settles them.
+fn at(mut c: ControllerSettings, version: &str) -> ControllerSettings {
+    c.runtime = version.parse().unwrap();
+    settled(c)
+}
+
+fn settled(mut c: ControllerSettings) -> ControllerSettings {
+    c.notes.clear();
+    apply_runtime_rules(&mut c);
+    c
 }
 
 fn with_gate(mut c: ControllerSettings, gate: &str) -> ControllerSettings {
@@ -175,13 +190,569 @@ fn namespace_annotation_without_a_map_entry_is_role_unavailable() {
     assert_eq!(problems(&o), vec![Problem::RoleUnavailable]);
 }
 
+/// One row of a versioned rule table: the runtime, the status account of the resource, and
+/// the verdict worked out by hand from that runtime's `Reconcile`.
+struct Row {
+    name: &'static str,
+    runtime: &'static str,
+    status: Option<&'static str>,
+    expected: Option<&'static str>,
+    called: Option<&'static str>,
+    effect: Option<Effect>,
+    problems: &'static [Problem],
+}
+
+fn check_rows(
+    rows: &[Row],
+    s: &ClusterSnapshot,
+    controller: impl Fn(&str) -> ControllerSettings,
+    resource: impl Fn() -> AckResource,
+) {
+    for row in rows {
+        let c = controller(row.runtime);
+        let r = match row.status {
+            Some(a) => with_status(resource(), a, "eu-west-2"),
+            None => resource(),
+        };
+        let o = evaluate(s, &c, &r);
+        let n = row.name;
+        assert_eq!(o.expected_account.as_deref(), row.expected, "{n}: expected");
+        assert_eq!(o.called_account.as_deref(), row.called, "{n}: called");
+        assert_eq!(o.effect, row.effect, "{n}: effect");
+        assert_eq!(problems(&o), row.problems, "{n}: problems");
+        assert_eq!(o.runtime.to_string(), row.runtime, "{n}");
+    }
+}
+
+const NONE: &[Problem] = &[];
+const ROLE_UNAVAILABLE: &[Problem] = &[Problem::RoleUnavailable];
+
 #[test]
-fn namespace_annotated_with_the_controllers_own_account_needs_no_map_entry() {
-    let s = world(vec![ns_account("dev", DEV)], &[]);
-    let o = evaluate(&s, &controller("ec2"), &sg("dev"));
-    assert_eq!(o.expected_account.as_deref(), Some(DEV));
-    assert_eq!(o.account_source, Some(AccountSource::Namespace));
+fn a_namespace_annotated_with_the_controllers_own_account_needs_a_map_entry() {
+    // getOwnerAccountID asks for a lookup for any annotated namespace (>= v0.36 always;
+    // v0.31-v0.35 only when no status account comes first); before v0.31 the miss is dropped.
+    let s = world(vec![ns_account("dev", DEV)], &[(UAT, role(UAT, "ack-uat"))]);
+    let rows = [
+        Row {
+            name: "v0.30: the miss is dropped, own credentials",
+            runtime: "v0.30.0",
+            status: None,
+            expected: Some(DEV),
+            called: Some(DEV),
+            effect: None,
+            problems: NONE,
+        },
+        Row {
+            name: "v0.35: no status, the annotation is looked up",
+            runtime: "v0.35.0",
+            status: None,
+            expected: Some(DEV),
+            called: None,
+            effect: None,
+            problems: ROLE_UNAVAILABLE,
+        },
+        Row {
+            name: "v0.35: the own status account comes first, no lookup",
+            runtime: "v0.35.0",
+            status: Some(DEV),
+            expected: Some(DEV),
+            called: Some(DEV),
+            effect: None,
+            problems: NONE,
+        },
+        Row {
+            name: "v0.36: the namespace comes first, even with a status",
+            runtime: "v0.36.0",
+            status: Some(DEV),
+            expected: Some(DEV),
+            called: None,
+            effect: None,
+            problems: ROLE_UNAVAILABLE,
+        },
+        Row {
+            name: "v0.62: likewise",
+            runtime: "v0.62.0",
+            status: Some(DEV),
+            expected: Some(DEV),
+            called: None,
+            effect: None,
+            problems: ROLE_UNAVAILABLE,
+        },
+    ];
+    check_rows(&rows, &s, |v| at(controller("ec2"), v), || sg("dev"));
+    let o = evaluate(&s, &at(controller("ec2"), "v0.62.0"), &sg("dev"));
+    assert_eq!(
+        o.role_error,
+        Some(RoleError {
+            map: ACCOUNT_MAP,
+            key: DEV.into(),
+            reason: RoleErrorReason::KeyNotFound
+        })
+    );
+}
+
+#[test]
+fn one_watched_namespace_leaves_the_carm_caches_empty_while_carm_stays_on() {
+    // BindControllerManager runs the caches for zero or >= 2 namespaces (v0.29.2), only with
+    // no --watch-namespace at all before; a status account other than the controller's own
+    // still asks for a lookup on the empty maps.
+    let s = world(vec![ns_account("uat", UAT)], &[(UAT, role(UAT, "ack-uat"))]);
+    let watching = |list: &[&str]| {
+        let list: Vec<String> = list.iter().map(|n| n.to_string()).collect();
+        move |v: &str| {
+            let mut c = controller("ec2");
+            c.watch_namespaces = list.clone();
+            at(c, v)
+        }
+    };
+    let one = [
+        Row {
+            name: "v0.31: annotation unseen, no status",
+            runtime: "v0.31.0",
+            status: None,
+            expected: Some(DEV),
+            called: Some(DEV),
+            effect: None,
+            problems: NONE,
+        },
+        Row {
+            name: "v0.31: a status account finds no role",
+            runtime: "v0.31.0",
+            status: Some(UAT),
+            expected: Some(DEV),
+            called: None,
+            effect: Some(Effect::Blocked),
+            problems: ROLE_UNAVAILABLE,
+        },
+        Row {
+            name: "v0.30: the miss is dropped, own credentials",
+            runtime: "v0.30.0",
+            status: Some(UAT),
+            expected: Some(DEV),
+            called: Some(DEV),
+            effect: Some(Effect::StaleStatus),
+            problems: ROLE_UNAVAILABLE,
+        },
+        Row {
+            name: "v0.62: a status account finds no role",
+            runtime: "v0.62.0",
+            status: Some(UAT),
+            expected: Some(DEV),
+            called: None,
+            effect: Some(Effect::Blocked),
+            problems: ROLE_UNAVAILABLE,
+        },
+    ];
+    check_rows(&one, &s, watching(&["uat"]), || sg("uat"));
+    let two = [
+        Row {
+            name: "v0.29.1: any --watch-namespace leaves them empty",
+            runtime: "v0.29.1",
+            status: None,
+            expected: Some(DEV),
+            called: Some(DEV),
+            effect: None,
+            problems: NONE,
+        },
+        Row {
+            name: "v0.29.2: two namespaces run them",
+            runtime: "v0.29.2",
+            status: None,
+            expected: Some(UAT),
+            called: Some(UAT),
+            effect: None,
+            problems: NONE,
+        },
+    ];
+    check_rows(&two, &s, watching(&["uat", "dev"]), || sg("uat"));
+    let c = watching(&["uat"])("v0.62.0");
+    assert!(c.enable_carm && !c.carm);
+    let o = evaluate(&s, &c, &with_status(sg("uat"), UAT, "eu-west-2"));
+    assert_eq!(
+        o.role_error.unwrap().reason,
+        RoleErrorReason::CarmNotRunning
+    );
+}
+
+#[test]
+fn enable_carm_false_is_checked_by_the_reconciler_from_v0_53() {
+    // v0.52 stops the caches but still looks up a status account; v0.53 keeps the status
+    // account and calls with the controller's own credentials.
+    let s = world(vec![ns_account("uat", UAT)], &[(UAT, role(UAT, "ack-uat"))]);
+    let off = |v: &str| {
+        let mut c = controller("ec2");
+        c.enable_carm = false;
+        at(c, v)
+    };
+    let rows = [
+        Row {
+            name: "v0.52: lookup on empty maps",
+            runtime: "v0.52.0",
+            status: Some(UAT),
+            expected: Some(DEV),
+            called: None,
+            effect: Some(Effect::Blocked),
+            problems: ROLE_UNAVAILABLE,
+        },
+        Row {
+            name: "v0.53: no lookup, own credentials",
+            runtime: "v0.53.0",
+            status: Some(UAT),
+            expected: Some(DEV),
+            called: Some(DEV),
+            effect: Some(Effect::StaleStatus),
+            problems: NONE,
+        },
+        Row {
+            name: "v0.53: nothing recorded",
+            runtime: "v0.53.0",
+            status: None,
+            expected: Some(DEV),
+            called: Some(DEV),
+            effect: None,
+            problems: NONE,
+        },
+    ];
+    check_rows(&rows, &s, off, || sg("uat"));
+}
+
+#[test]
+fn kube_system_annotations_are_never_read_through_carm() {
+    // NamespaceCache ignores kube-system, kube-public (and kube-node-lease from v0.29.2, the
+    // ACK system namespace before); the selector cache ignores nothing (region from v0.54).
+    let mut kube_system = ns_account("kube-system", UAT);
+    kube_system.default_region = Some("eu-west-1".into());
+    let mut system = ns_account("ack-system", UAT);
+    system.default_region = Some("eu-west-1".into());
+    let s = world(vec![kube_system, system], &[(UAT, role(UAT, "ack-uat"))]);
+    let cases = [
+        ("v0.28.0", "kube-system", false, DEV, "eu-west-2"),
+        ("v0.62.0", "kube-system", false, DEV, "eu-west-2"),
+        ("v0.28.0", "ack-system", false, DEV, "eu-west-2"),
+        ("v0.29.2", "ack-system", false, UAT, "eu-west-1"),
+        ("v0.53.0", "kube-system", true, DEV, "eu-west-2"),
+        ("v0.54.0", "kube-system", true, DEV, "eu-west-1"),
+    ];
+    for (runtime, namespace, selector_gate, account, region) in cases {
+        let mut c = controller("ec2");
+        if selector_gate {
+            c = with_gate(c, gates::IAM_ROLE_SELECTOR);
+        }
+        let o = evaluate(&s, &at(c, runtime), &sg(namespace));
+        let case = format!("{runtime} {namespace} selector gate {selector_gate}");
+        assert_eq!(o.expected_account.as_deref(), Some(account), "{case}");
+        assert_eq!(o.expected_region.as_deref(), Some(region), "{case}");
+    }
+}
+
+#[test]
+fn a_map_entry_whose_role_lives_in_another_account() {
+    // >= v0.53 the account is the role's (a status that differs is terminal); before, the
+    // account path keeps the annotated account while the calls land in the role's.
+    let s = world(vec![ns_account("uat", UAT)], &[(UAT, role(PROD, "x"))]);
+    let mismatch: &[Problem] = &[Problem::RoleAccountMismatch];
+    let rows = [
+        Row {
+            name: "v0.62: the role's account is the target",
+            runtime: "v0.62.0",
+            status: None,
+            expected: Some(PROD),
+            called: Some(PROD),
+            effect: None,
+            problems: mismatch,
+        },
+        Row {
+            name: "v0.62: a status in the annotated account is terminal",
+            runtime: "v0.62.0",
+            status: Some(UAT),
+            expected: Some(PROD),
+            called: None,
+            effect: Some(Effect::Blocked),
+            problems: mismatch,
+        },
+        Row {
+            name: "v0.52: calls land in the role's account",
+            runtime: "v0.52.0",
+            status: None,
+            expected: Some(UAT),
+            called: Some(PROD),
+            effect: None,
+            problems: mismatch,
+        },
+        Row {
+            name: "v0.52: a status in the annotated account is no drift",
+            runtime: "v0.52.0",
+            status: Some(UAT),
+            expected: Some(UAT),
+            called: Some(PROD),
+            effect: None,
+            problems: mismatch,
+        },
+        Row {
+            name: "v0.28: likewise",
+            runtime: "v0.28.0",
+            status: None,
+            expected: Some(UAT),
+            called: Some(PROD),
+            effect: None,
+            problems: mismatch,
+        },
+    ];
+    check_rows(&rows, &s, |v| at(controller("ec2"), v), || sg("uat"));
+}
+
+#[test]
+fn an_empty_or_unparseable_role_is_not_a_usable_role() {
+    let empty = world(vec![ns_account("uat", UAT)], &[(UAT, String::new())]);
+    let rows = [
+        Row {
+            name: "v0.30: empty, own credentials",
+            runtime: "v0.30.0",
+            status: None,
+            expected: Some(UAT),
+            called: Some(DEV),
+            effect: None,
+            problems: ROLE_UNAVAILABLE,
+        },
+        Row {
+            name: "v0.31: empty blocks",
+            runtime: "v0.31.0",
+            status: None,
+            expected: Some(UAT),
+            called: None,
+            effect: None,
+            problems: ROLE_UNAVAILABLE,
+        },
+        Row {
+            name: "v0.62: empty blocks",
+            runtime: "v0.62.0",
+            status: None,
+            expected: Some(UAT),
+            called: None,
+            effect: None,
+            problems: ROLE_UNAVAILABLE,
+        },
+    ];
+    check_rows(&rows, &empty, |v| at(controller("ec2"), v), || sg("uat"));
+    let o = evaluate(&empty, &at(controller("ec2"), "v0.62.0"), &sg("uat"));
+    assert_eq!(o.role_error.unwrap().reason, RoleErrorReason::EmptyValue);
+
+    let garbage = world(vec![ns_account("uat", UAT)], &[(UAT, "ack-uat".into())]);
+    for runtime in ["v0.30.0", "v0.52.0", "v0.62.0"] {
+        // No ARN to assume: every call fails before v0.53, a plain error from v0.53.
+        let o = evaluate(&garbage, &at(controller("ec2"), runtime), &sg("uat"));
+        assert_eq!(o.called_account, None, "{runtime}");
+        assert_eq!(problems(&o), ROLE_UNAVAILABLE, "{runtime}");
+        let e = o.role_error.unwrap();
+        assert_eq!(
+            (e.map, e.key.as_str(), e.reason),
+            (ACCOUNT_MAP, UAT, RoleErrorReason::InvalidArn)
+        );
+    }
+}
+
+#[test]
+fn an_empty_service_key_falls_through_to_the_plain_key() {
+    // getRoleARN: a service-level GetValue error (empty value too) tries the plain id.
+    let s = world(
+        vec![ns_account("uat", UAT)],
+        &[
+            ("ec2.474417630776", String::new()),
+            (UAT, role(UAT, "ack-uat")),
+        ],
+    );
+    let c = at(
+        with_gate(controller("ec2"), gates::SERVICE_LEVEL_CARM),
+        "v0.38.0",
+    );
+    let o = evaluate(&s, &c, &sg("uat"));
+    assert_eq!(o.role_arn.as_deref(), Some(role(UAT, "ack-uat").as_str()));
     assert!(problems(&o).is_empty());
+}
+
+#[test]
+fn an_empty_region_annotation_counts_an_empty_namespace_one_does_not() {
+    let mut uat = ns_account("uat", UAT);
+    uat.default_region = Some("eu-west-1".into());
+    let mut blank = ns_account("blank", UAT);
+    blank.default_region = Some(String::new());
+    let s = world(vec![uat, blank], &[(UAT, role(UAT, "ack-uat"))]);
+    let mut r = sg("uat");
+    r.region_annotation = Some(String::new());
+    let o = evaluate(&s, &controller("ec2"), &r);
+    assert_eq!(o.expected_region.as_deref(), Some(""));
+    assert_eq!(o.region_source, Some(RegionSource::ResourceAnnotation));
+    let o = evaluate(&s, &controller("ec2"), &sg("blank"));
+    assert_eq!(o.expected_region.as_deref(), Some("eu-west-2"));
+    assert_eq!(o.region_source, Some(RegionSource::ControllerDefault));
+}
+
+#[test]
+fn carm_v2_reads_one_map_for_teams_accounts_and_service_keys() {
+    // v0.37.x gate CARMv2: ack-carm-map, `<service>.<id>` first without a gate; v0.38 drops it.
+    let mut payments = ns_account("payments", UAT);
+    payments.team_id = Some("payments".into());
+    let mut s = world(
+        vec![payments, ns_account("uat", UAT)],
+        &[(UAT, role(UAT, "ack-uat"))],
+    );
+    s.carm_maps.push(CarmMap {
+        namespace: "ack-system".into(),
+        name: CARM_V2_MAP.into(),
+        data: [
+            ("payments".to_string(), role(PROD, "ack-payments")),
+            ("ec2.payments".to_string(), role(PROD, "ack-ec2-payments")),
+        ]
+        .into_iter()
+        .collect(),
+    });
+    let v2 = |v: &str| at(with_gate(controller("ec2"), gates::CARM_V2), v);
+    let o = evaluate(&s, &v2("v0.37.1"), &sg("payments"));
+    assert_eq!(o.account_source, Some(AccountSource::Team));
+    assert_eq!(o.expected_account.as_deref(), Some(PROD));
+    assert_eq!(
+        o.role_arn.as_deref(),
+        Some(role(PROD, "ack-ec2-payments").as_str())
+    );
+    // The account path reads ack-carm-map too, which has no entry for UAT.
+    let o = evaluate(&s, &v2("v0.37.0"), &sg("uat"));
+    assert_eq!(
+        o.role_error.map(|e| (e.map, e.reason)),
+        Some((CARM_V2_MAP, RoleErrorReason::KeyNotFound))
+    );
+    // Without the gate, and on v0.38 (no such gate), the account map and no team.
+    for c in [
+        at(controller("ec2"), "v0.37.1"),
+        v2("v0.38.0"),
+        v2("v0.36.0"),
+    ] {
+        let o = evaluate(&s, &c, &sg("payments"));
+        assert_eq!(
+            o.account_source,
+            Some(AccountSource::Namespace),
+            "{}",
+            c.runtime
+        );
+        assert_eq!(o.role_arn.as_deref(), Some(role(UAT, "ack-uat").as_str()));
+    }
+}
+
+#[test]
+fn gates_the_runtime_does_not_define_do_nothing() {
+    let mut payments = ns_account("payments", UAT);
+    payments.team_id = Some("payments".into());
+    let mut s = world(vec![payments], &[(UAT, role(UAT, "ack-uat"))]);
+    team_map(&mut s, &[("payments", role(PROD, "ack-payments"))]);
+    s.role_selectors.push(selector("all", role(PROD, "sel")));
+    let team = |v: &str| at(with_gate(controller("ec2"), gates::TEAM_LEVEL_CARM), v);
+    assert_eq!(
+        evaluate(&s, &team("v0.38.0"), &sg("payments")).account_source,
+        Some(AccountSource::Team)
+    );
+    assert_eq!(
+        evaluate(&s, &team("v0.37.1"), &sg("payments")).account_source,
+        Some(AccountSource::Namespace)
+    );
+    let sel = |v: &str| at(with_gate(controller("ec2"), gates::IAM_ROLE_SELECTOR), v);
+    assert_eq!(
+        evaluate(&s, &sel("v0.53.0"), &sg("payments")).account_source,
+        Some(AccountSource::IamRoleSelector)
+    );
+    assert_eq!(
+        evaluate(&s, &sel("v0.52.0"), &sg("payments")).account_source,
+        Some(AccountSource::ControllerDefault)
+    );
+}
+
+#[test]
+fn resource_label_selectors_count_from_v0_57() {
+    let mut s = world(vec![ns("dev")], &[]);
+    s.role_selectors.push(RoleSelector {
+        resource_labels: [("team".to_string(), "payments".to_string())]
+            .into_iter()
+            .collect(),
+        ..selector("payments", role(PROD, "sel"))
+    });
+    let sel = |v: &str| at(with_gate(controller("ec2"), gates::IAM_ROLE_SELECTOR), v);
+    assert_eq!(
+        evaluate(&s, &sel("v0.56.0"), &sg("dev"))
+            .expected_account
+            .as_deref(),
+        Some(PROD)
+    );
+    assert_eq!(
+        evaluate(&s, &sel("v0.57.0"), &sg("dev"))
+            .expected_account
+            .as_deref(),
+        Some(DEV)
+    );
+}
+
+#[test]
+fn the_account_order_decides_the_seed_incident() {
+    // uat annotated and mapped, status dev (the controller's own account).
+    let s = world(vec![ns_account("uat", UAT)], &[(UAT, role(UAT, "ack-uat"))]);
+    let rows = [
+        Row {
+            name: "v0.28: status first, own credentials",
+            runtime: "v0.28.0",
+            status: Some(DEV),
+            expected: Some(UAT),
+            called: Some(DEV),
+            effect: Some(Effect::CallsWrongAccount),
+            problems: NONE,
+        },
+        Row {
+            name: "v0.35: status first",
+            runtime: "v0.35.0",
+            status: Some(DEV),
+            expected: Some(UAT),
+            called: Some(DEV),
+            effect: Some(Effect::CallsWrongAccount),
+            problems: NONE,
+        },
+        Row {
+            name: "v0.36: namespace first, stale status",
+            runtime: "v0.36.0",
+            status: Some(DEV),
+            expected: Some(UAT),
+            called: Some(UAT),
+            effect: Some(Effect::StaleStatus),
+            problems: NONE,
+        },
+        Row {
+            name: "v0.52: likewise",
+            runtime: "v0.52.0",
+            status: Some(DEV),
+            expected: Some(UAT),
+            called: Some(UAT),
+            effect: Some(Effect::StaleStatus),
+            problems: NONE,
+        },
+        Row {
+            name: "v0.53: terminal",
+            runtime: "v0.53.0",
+            status: Some(DEV),
+            expected: Some(UAT),
+            called: None,
+            effect: Some(Effect::Blocked),
+            problems: NONE,
+        },
+    ];
+    check_rows(&rows, &s, |v| at(controller("ec2"), v), || sg("uat"));
+}
+
+#[test]
+fn a_differing_status_region_stops_every_call_from_v0_53() {
+    // Reconcile checks regionDrifted before the account; before v0.53 getRegion takes it.
+    let s = world(vec![ns_account("uat", UAT)], &[(UAT, role(UAT, "ack-uat"))]);
+    for (runtime, called) in [("v0.52.0", Some(UAT)), ("v0.53.0", None)] {
+        let r = with_status(sg("uat"), UAT, "eu-west-1");
+        let o = evaluate(&s, &at(controller("ec2"), runtime), &r);
+        assert!(o.region_drift && !o.account_drift, "{runtime}");
+        assert_eq!(o.called_account.as_deref(), called, "{runtime}");
+        assert_eq!(o.effect, None, "{runtime}");
+    }
 }
 
 #[test]
@@ -654,17 +1225,16 @@ fn conditions_give_not_synced_and_terminal() {
 
 // ---- effects of an account drift ----
 
-fn incident(runtime: Runtime) -> Ownership {
+fn incident(runtime: &str) -> Ownership {
     // The seed incident: uat annotated and mapped, status says dev (the controller's own).
     let s = world(vec![ns_account("uat", UAT)], &[(UAT, role(UAT, "ack-uat"))]);
-    let mut c = controller("ec2");
-    c.runtime = runtime;
+    let c = at(controller("ec2"), runtime);
     evaluate(&s, &c, &with_status(sg("uat"), DEV, "eu-west-2"))
 }
 
 #[test]
 fn legacy_runtime_keeps_calling_the_status_account() {
-    let o = incident(Runtime::Legacy);
+    let o = incident("v0.35.0");
     assert!(o.account_drift);
     assert_eq!(o.effect, Some(Effect::CallsWrongAccount));
     assert_eq!(o.called_account.as_deref(), Some(DEV));
@@ -672,14 +1242,14 @@ fn legacy_runtime_keeps_calling_the_status_account() {
 
 #[test]
 fn namespace_first_runtime_leaves_a_stale_status() {
-    let o = incident(Runtime::NamespaceFirst);
+    let o = incident("v0.52.0");
     assert_eq!(o.effect, Some(Effect::StaleStatus));
     assert_eq!(o.called_account.as_deref(), Some(UAT));
 }
 
 #[test]
 fn strict_runtime_blocks() {
-    let o = incident(Runtime::Strict);
+    let o = incident("v0.62.0");
     assert_eq!(o.effect, Some(Effect::Blocked));
     assert_eq!(o.called_account, None);
 }
@@ -688,8 +1258,7 @@ fn strict_runtime_blocks() {
 fn legacy_with_an_unmapped_status_account_is_blocked() {
     // Status names PROD, which neither is the controller's account nor has a role.
     let s = world(vec![ns_account("uat", UAT)], &[(UAT, role(UAT, "ack-uat"))]);
-    let mut c = controller("ec2");
-    c.runtime = Runtime::Legacy;
+    let c = at(controller("ec2"), "v0.35.0");
     let o = evaluate(&s, &c, &with_status(sg("uat"), PROD, "eu-west-2"));
     assert_eq!(o.effect, Some(Effect::Blocked));
     assert_eq!(problems(&o), vec![Problem::RoleUnavailable]);
@@ -698,8 +1267,7 @@ fn legacy_with_an_unmapped_status_account_is_blocked() {
 #[test]
 fn namespace_first_without_the_target_role_is_blocked() {
     let s = world(vec![ns_account("uat", UAT)], &[]);
-    let mut c = controller("ec2");
-    c.runtime = Runtime::NamespaceFirst;
+    let c = at(controller("ec2"), "v0.52.0");
     let o = evaluate(&s, &c, &with_status(sg("uat"), DEV, "eu-west-2"));
     assert_eq!(o.effect, Some(Effect::Blocked));
 }
@@ -709,12 +1277,11 @@ fn controller_default_target_with_a_mapped_status_account_calls_it() {
     // Nothing annotated; the status names UAT, which the map can reach: every runtime
     // falls back to the status account.
     let s = world(vec![ns("dev")], &[(UAT, role(UAT, "ack-uat"))]);
-    for runtime in [Runtime::Legacy, Runtime::NamespaceFirst, Runtime::Strict] {
-        let mut c = controller("ec2");
-        c.runtime = runtime;
+    for runtime in ["v0.35.0", "v0.52.0", "v0.62.0"] {
+        let c = at(controller("ec2"), runtime);
         let o = evaluate(&s, &c, &with_status(sg("dev"), UAT, "eu-west-2"));
         assert_eq!(o.account_source, Some(AccountSource::ControllerDefault));
-        assert_eq!(o.effect, Some(Effect::CallsWrongAccount), "{runtime:?}");
+        assert_eq!(o.effect, Some(Effect::CallsWrongAccount), "{runtime}");
         assert_eq!(o.called_account.as_deref(), Some(UAT));
         assert!(problems(&o).is_empty());
     }

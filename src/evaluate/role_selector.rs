@@ -19,10 +19,13 @@ fn field_matches(want: &str, have: &str) -> bool {
     want.is_empty() || want == have
 }
 
+/// `Matches` (`pkg/runtime/iamroleselector/matcher.go`); `resource_labels` is false before
+/// runtime v0.57.0, whose matcher has no `resourceLabelSelector` (7960c4c).
 pub fn matches(
     selector: &RoleSelector,
     resource: &AckResource,
     namespace: Option<&Namespace>,
+    resource_labels: bool,
 ) -> bool {
     let empty = Labels::default();
     let ns_labels = namespace.map(|n| &n.labels).unwrap_or(&empty);
@@ -38,7 +41,7 @@ pub fn matches(
                 && field_matches(&t.version, &resource.gvk.version)
                 && field_matches(&t.kind, &resource.gvk.kind)
         });
-    let labels_ok = labels_match(&selector.resource_labels, &resource.labels);
+    let labels_ok = !resource_labels || labels_match(&selector.resource_labels, &resource.labels);
     names_ok && ns_labels_ok && type_ok && labels_ok
 }
 
@@ -47,10 +50,11 @@ pub fn matching<'a>(
     selectors: &'a [RoleSelector],
     resource: &AckResource,
     namespace: Option<&Namespace>,
+    resource_labels: bool,
 ) -> Vec<&'a RoleSelector> {
     selectors
         .iter()
-        .filter(|s| matches(s, resource, namespace))
+        .filter(|s| matches(s, resource, namespace, resource_labels))
         .collect()
 }
 
@@ -58,6 +62,11 @@ pub fn matching<'a>(
 mod tests {
     use super::*;
     use crate::model::Gvk;
+
+    /// The newest runtime's matcher (resource labels included).
+    fn matches_newest(s: &RoleSelector, r: &AckResource, ns: Option<&Namespace>) -> bool {
+        matches(s, r, ns, true)
+    }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -100,7 +109,7 @@ mod tests {
     #[test]
     fn empty_selector_matches_everything() {
         let s = RoleSelector::default();
-        assert!(matches(&s, &sg("any", &[]), None));
+        assert!(matches_newest(&s, &sg("any", &[]), None));
     }
 
     #[test]
@@ -109,17 +118,17 @@ mod tests {
             namespace_labels: labels(&[("env", "uat")]),
             ..Default::default()
         };
-        assert!(matches(
+        assert!(matches_newest(
             &s,
             &sg("uat-1", &[]),
             Some(&ns("uat-1", &[("env", "uat")]))
         ));
-        assert!(!matches(
+        assert!(!matches_newest(
             &s,
             &sg("dev", &[]),
             Some(&ns("dev", &[("env", "dev")]))
         ));
-        assert!(!matches(&s, &sg("nolabels", &[]), None));
+        assert!(!matches_newest(&s, &sg("nolabels", &[]), None));
     }
 
     #[test]
@@ -129,21 +138,21 @@ mod tests {
             namespace_labels: labels(&[("env", "uat")]),
             ..Default::default()
         };
-        assert!(matches(
+        assert!(matches_newest(
             &s,
             &sg("uat", &[]),
             Some(&ns("uat", &[("env", "uat")]))
         ));
         // Named, but the labels do not match.
-        assert!(!matches(&s, &sg("uat", &[]), Some(&ns("uat", &[]))));
+        assert!(!matches_newest(&s, &sg("uat", &[]), Some(&ns("uat", &[]))));
         // Labelled, but not named.
-        assert!(!matches(
+        assert!(!matches_newest(
             &s,
             &sg("uat-3", &[]),
             Some(&ns("uat-3", &[("env", "uat")]))
         ));
         // Names are ORed.
-        assert!(matches(
+        assert!(matches_newest(
             &s,
             &sg("uat-2", &[]),
             Some(&ns("uat-2", &[("env", "uat")]))
@@ -160,18 +169,18 @@ mod tests {
             ],
             ..Default::default()
         };
-        assert!(matches(&s, &sg("a", &[]), None));
+        assert!(matches_newest(&s, &sg("a", &[]), None));
         let mut vpc = sg("a", &[]);
         std::sync::Arc::make_mut(&mut vpc.gvk).kind = "VPC".into();
-        assert!(!matches(&s, &vpc, None));
+        assert!(!matches_newest(&s, &vpc, None));
         let mut v2 = sg("a", &[]);
         std::sync::Arc::make_mut(&mut v2.gvk).version = "v1".into();
-        assert!(matches(&s, &v2, None));
+        assert!(matches_newest(&s, &v2, None));
         let any_kind = RoleSelector {
             resource_types: vec![gvk("ec2.services.k8s.aws", "v1alpha1", "")],
             ..Default::default()
         };
-        assert!(matches(&any_kind, &vpc, None));
+        assert!(matches_newest(&any_kind, &vpc, None));
     }
 
     #[test]
@@ -181,12 +190,27 @@ mod tests {
             resource_labels: labels(&[("team", "payments")]),
             ..Default::default()
         };
-        assert!(matches(
+        assert!(matches_newest(
             &s,
             &sg("uat", &[("team", "payments"), ("x", "y")]),
             None
         ));
-        assert!(!matches(&s, &sg("uat", &[("team", "search")]), None));
-        assert!(!matches(&s, &sg("dev", &[("team", "payments")]), None));
+        assert!(!matches_newest(&s, &sg("uat", &[("team", "search")]), None));
+        assert!(!matches_newest(
+            &s,
+            &sg("dev", &[("team", "payments")]),
+            None
+        ));
+    }
+
+    #[test]
+    fn resource_labels_count_from_v0_57_only() {
+        let s = RoleSelector {
+            resource_labels: labels(&[("team", "payments")]),
+            ..Default::default()
+        };
+        let unlabelled = sg("uat", &[]);
+        assert!(!matches(&s, &unlabelled, None, true), "v0.57.0 and later");
+        assert!(matches(&s, &unlabelled, None, false), "before v0.57.0");
     }
 }

@@ -25,6 +25,14 @@ pub fn arn_account(arn: &str) -> Option<AccountId> {
     is_account_id(account).then(|| account.to_string())
 }
 
+/// The account field of an ARN as Go's `arn.Parse` (aws-sdk-go) reads it, which the ACK
+/// runtime uses on role ARNs: `None` when it does not parse (no `arn:` prefix, fewer than six
+/// `:`-separated sections); the field itself may be empty or no account id.
+pub fn go_arn_account(arn: &str) -> Option<&str> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    (parts.len() == 6 && parts[0] == "arn").then(|| parts[4])
+}
+
 /// The region field of an ARN, if non-empty.
 pub fn arn_region(arn: &str) -> Option<String> {
     let mut parts = arn.splitn(6, ':');
@@ -38,6 +46,21 @@ pub fn arn_region(arn: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_arn_parse() {
+        let cases = [
+            ("arn:aws:iam::474417630776:role/x", Some("474417630776")),
+            ("arn:aws:iam:::role/x", Some("")),
+            ("arn:aws:iam::474417630776", None),
+            ("role/x", None),
+            ("", None),
+            ("aws:iam::1:role:x:y", None),
+        ];
+        for (arn, account) in cases {
+            assert_eq!(go_arn_account(arn), account, "{arn}");
+        }
+    }
 
     #[test]
     fn arn_accounts() {

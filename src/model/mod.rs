@@ -6,6 +6,7 @@
 pub mod account;
 pub mod controller;
 pub mod object;
+pub mod runtime_version;
 pub mod time;
 pub mod trail;
 pub mod user_agent;
@@ -28,6 +29,10 @@ pub mod annotations {
 /// Names of the CARM ConfigMaps in a controller's system namespace.
 pub const ACCOUNT_MAP: &str = "ack-role-account-map";
 pub const TEAM_MAP: &str = "ack-role-team-map";
+/// The one map of runtime v0.37.x's `CARMv2` gate: team and account ids, service keys.
+pub const CARM_V2_MAP: &str = "ack-carm-map";
+/// Every CARM map some runtime reads.
+pub const CARM_MAPS: [&str; 3] = [ACCOUNT_MAP, TEAM_MAP, CARM_V2_MAP];
 
 /// A problem found while reading input: which file (or source), where, and what.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -204,7 +209,7 @@ pub struct RoleSelector {
     pub resource_labels: BTreeMap<String, String>,
 }
 
-/// A CARM ConfigMap (`ack-role-account-map` or `ack-role-team-map`).
+/// A CARM ConfigMap (`ack-role-account-map`, `ack-role-team-map` or `ack-carm-map`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct CarmMap {
     pub namespace: String,

@@ -9,8 +9,8 @@ use serde_json::{Map, Value};
 
 use super::controller::{self, Container};
 use super::{
-    ACCOUNT_MAP, AckMetadata, AckResource, CarmMap, Condition, Gvk, IdField, Namespace,
-    RoleSelector, Section, ServiceAccount, TEAM_MAP, ack_service_of_group, annotations,
+    AckMetadata, AckResource, CARM_MAPS, CarmMap, Condition, Gvk, IdField, Namespace, RoleSelector,
+    Section, ServiceAccount, ack_service_of_group, annotations,
 };
 
 /// One object, classified.
@@ -203,7 +203,7 @@ pub fn classify(value: &Value) -> Classified {
     }
     let object = match (group, kind) {
         ("", "Namespace") => Object::Namespace(namespace_of(&mut r, value, name)),
-        ("", "ConfigMap") if name == ACCOUNT_MAP || name == TEAM_MAP => Object::CarmMap(CarmMap {
+        ("", "ConfigMap") if CARM_MAPS.contains(&name.as_str()) => Object::CarmMap(CarmMap {
             namespace: namespace.unwrap_or_default(),
             name,
             data: r.string_map(value, "data"),

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::evaluate::Evaluation;
 use crate::evaluate::cloudtrail::{Signal, TrailEvidence, TrailTally};
-use crate::evaluate::ownership::{AccountSource, Effect, Problem, RegionSource};
+use crate::evaluate::ownership::{AccountSource, Effect, Problem, RegionSource, RoleError};
 use crate::model::time::format_rfc3339;
 use crate::model::{ClusterSnapshot, ParseError};
 
@@ -53,9 +53,13 @@ pub struct ResourceReport {
     pub remediation: Vec<String>,
     // Beyond the normative fields: what the verdict rests on.
     pub controller: Option<String>,
-    pub runtime: &'static str,
+    /// The controller's ACK runtime version (`v0.35.0`), and the config's name for it.
+    pub runtime: String,
+    pub runtime_name: Option<&'static str>,
     pub called_account: Option<String>,
     pub role_arn: Option<String>,
+    /// The failed role lookup behind `role_unavailable`: map, key, reason.
+    pub role_error: Option<RoleError>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -323,9 +327,11 @@ impl AuditReport {
                 wrong_account_calls,
                 remediation: v.remediation.to_vec(),
                 controller: o.controller.clone(),
-                runtime: o.runtime.as_str(),
+                runtime: o.runtime.to_string(),
+                runtime_name: o.runtime_name.map(|n| n.as_str()),
                 called_account: o.called_account.clone(),
                 role_arn: o.role_arn.clone(),
+                role_error: o.role_error.clone(),
             });
         }
         AuditReport {

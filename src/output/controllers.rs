@@ -55,15 +55,31 @@ pub fn render(controllers: &[ControllerSettings]) -> String {
         row(
             &mut out,
             "runtime",
-            format!("{} ({})", c.runtime.as_str(), origin(c.runtime_origin)),
+            match c.runtime_name {
+                Some(name) => format!(
+                    "{} ({}: {})",
+                    c.runtime,
+                    origin(c.runtime_origin),
+                    name.as_str()
+                ),
+                None if c.runtime_origin == Origin::Default => format!(
+                    "{} (default: the newest runtime known; set controllers.{}.runtime)",
+                    c.runtime, c.service
+                ),
+                None => format!("{} ({})", c.runtime, origin(c.runtime_origin)),
+            },
         );
         row(
             &mut out,
             "CARM",
             format!(
-                "{} (--enable-carm={})",
+                "{} ({})",
                 if c.carm { "on" } else { "off" },
-                c.enable_carm
+                if c.behaviour.enable_carm_flag {
+                    format!("--enable-carm={}", c.enable_carm)
+                } else {
+                    format!("runtime {} has no --enable-carm", c.runtime)
+                }
             ),
         );
         let gates: Vec<String> = c

@@ -987,10 +987,12 @@ mod tests {
             problems: Default::default(),
             effect: None,
             role_arn: None,
+            role_error: None,
             matched_selectors: vec![],
             called_account: None,
             controller: None,
             runtime: Default::default(),
+            runtime_name: None,
         };
         (resources, vec![ownership; 3])
     }

@@ -30,7 +30,7 @@ use tracing::{debug, info, warn};
 
 use crate::model::object::{self, Object};
 use crate::model::{
-    ACCOUNT_MAP, AckResource, ClusterSnapshot, Gvk, ParseError, TEAM_MAP, ack_service_of_group,
+    AckResource, CARM_MAPS, ClusterSnapshot, Gvk, ParseError, ack_service_of_group,
 };
 use crate::telemetry::{Telemetry, label};
 
@@ -462,7 +462,7 @@ pub fn start(client: Client, opts: KubeOptions, live: Arc<LiveCluster>) -> JoinH
             ),
         ];
         for ns in &opts.controller_namespaces {
-            for name in [ACCOUNT_MAP, TEAM_MAP] {
+            for name in CARM_MAPS {
                 v.push((
                     WatchId::CarmMap {
                         namespace: ns.clone(),
