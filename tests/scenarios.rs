@@ -105,6 +105,38 @@ fn seed_incident() {
 }
 
 #[test]
+fn account_rules_by_version() {
+    check_scenario(&common::fixture("scenarios/account-rules-by-version"));
+}
+
+#[test]
+fn carm_v2_and_selectors() {
+    check_scenario(&common::fixture("scenarios/carm-v2-and-selectors"));
+}
+
+#[test]
+fn every_scenario_folder_is_checked_and_documented() {
+    let root = common::fixture("scenarios");
+    let source = std::fs::read_to_string(file!()).unwrap();
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let dir = entry.unwrap().path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let name = dir.file_name().unwrap().to_str().unwrap().to_string();
+        assert!(
+            source.contains(&format!("\"scenarios/{name}\"")),
+            "{name} has no test here"
+        );
+        assert!(dir.join("expected.json").exists(), "{name}: expected.json");
+        assert!(
+            dir.join("SOURCES.md").exists() || name == "seed-incident",
+            "{name}: SOURCES.md traces its facts"
+        );
+    }
+}
+
+#[test]
 fn seed_pivots_count_once_per_shared_event_and_are_expected() {
     // Each of the three AssumeRole pivots is logged in dev and in UAT with one sharedEventID.
     let dir = common::fixture("scenarios/seed-incident");
