@@ -317,15 +317,18 @@ fn scrapes_beyond_the_limit_get_503_until_one_finishes() {
     let mut slow = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .unwrap();
-    // The slow scrape holds the only slot once the server has taken it: poll for the 503.
-    let until = std::time::Instant::now() + Duration::from_secs(30);
-    let busy = loop {
-        let r = common::http::get(server.port, "/metrics", &[]).unwrap();
-        if r.status == 503 || std::time::Instant::now() > until {
-            break r;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    // The slow scrape holds the only slot once its answer has begun: wait (bounded) for the
+    // first bytes of it, without reading them.
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut head = [0u8; 12];
+    let n = slow.peek(&mut head).expect("the slow scrape is answered");
+    assert!(
+        n > 0 && b"HTTP/1.1 200".starts_with(&head[..n]),
+        "{:?}",
+        &head[..n]
+    );
+    let busy = common::http::get(server.port, "/metrics", &[]).unwrap();
     assert_eq!(busy.status, 503);
     // Probes are not scrapes.
     assert_eq!(server.get("/healthz").status, 200);

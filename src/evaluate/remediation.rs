@@ -2,8 +2,8 @@
 //! run. The tool never runs them.
 
 use super::controllers::ControllerSettings;
-use super::ownership::{AccountSource, Effect, Ownership, Problem};
-use crate::model::{ACCOUNT_MAP, AckResource, TEAM_MAP};
+use super::ownership::{AccountSource, Effect, Ownership, Problem, RoleError, RoleErrorReason};
+use crate::model::{AckResource, TEAM_MAP};
 
 /// The `kubectl` resource argument for a CR: `securitygroup.ec2.services.k8s.aws`, which
 /// kubectl resolves without knowing the plural.
@@ -91,25 +91,19 @@ pub fn steps(r: &AckResource, o: &Ownership, controller: &ControllerSettings) ->
         ));
     }
 
-    let sys = &controller.system_namespace;
-    if o.problems.contains(&Problem::RoleUnavailable) {
-        match o.account_source {
-            Some(AccountSource::Team) => out.push(format!(
-                "No role for the namespace's team: add one to ConfigMap {sys}/{TEAM_MAP}: kubectl -n {sys} edit configmap {TEAM_MAP}"
-            )),
-            _ => {
-                let acct = if o.account_source == Some(AccountSource::Namespace) {
-                    o.expected_account.as_ref()
-                } else {
-                    o.status_account.as_ref()
-                }
-                .unwrap_or(&unknown);
-                out.push(format!(
-                    "No role for account {acct}: the controller fails with \"IAM Role is not available\". Add it: kubectl -n {sys} patch configmap {ACCOUNT_MAP} --type merge -p '{{\"data\":{{\"{acct}\":\"arn:aws:iam::{acct}:role/<role-for-ack-{}>\"}}}}'",
-                    controller.service
-                ));
+    if let Some(e) = &o.role_error {
+        out.push(role_step(o, e, controller));
+    }
+    if o.problems.contains(&Problem::RoleAccountMismatch) {
+        out.push(format!(
+            "The role {} is mapped for another account than the one it lives in: map each account id to a role in that account ({}).",
+            o.role_arn.as_deref().unwrap_or("?"),
+            if controller.behaviour.account_path_parses_role {
+                "this runtime targets the role's account and refuses a status in the other one"
+            } else {
+                "before runtime v0.53 the controller records one account while its calls land in the role's"
             }
-        }
+        ));
     }
     if o.problems.contains(&Problem::SelectorConflict) {
         out.push(format!(
@@ -125,4 +119,55 @@ pub fn steps(r: &AckResource, o: &Ownership, controller: &ControllerSettings) ->
         ));
     }
     out
+}
+
+/// What to do about a failed role lookup, from the map, key and reason the runtime met.
+fn role_step(o: &Ownership, e: &RoleError, controller: &ControllerSettings) -> String {
+    let sys = &controller.system_namespace;
+    let (map, key) = (e.map, &e.key);
+    if e.reason == RoleErrorReason::CarmNotRunning {
+        return format!(
+            "The controller's CARM caches do not run (--watch-namespace names one namespace, or --enable-carm=false), yet the status account {key} asks for a role: fix the drift, or run the controller with CARM."
+        );
+    }
+    let for_status = o.status_account.as_deref() == Some(key.as_str())
+        && o.expected_account.as_deref() != Some(key.as_str());
+    if for_status {
+        return format!(
+            "The controller looks up a role for {key} only because the status records it: fix the drift rather than mapping {key} in {sys}/{map}."
+        );
+    }
+    if map == "IAMRoleSelector" {
+        return format!(
+            "IAMRoleSelector {key} names no valid role ARN: kubectl edit iamroleselectors.services.k8s.aws {key}"
+        );
+    }
+    let why = match e.reason {
+        RoleErrorReason::MapNotFound => format!("ConfigMap {sys}/{map} does not exist"),
+        RoleErrorReason::KeyNotFound => format!("{sys}/{map} has no entry {key}"),
+        RoleErrorReason::EmptyValue => format!("the entry {key} in {sys}/{map} is empty"),
+        RoleErrorReason::InvalidArn => format!("the entry {key} in {sys}/{map} is no role ARN"),
+        RoleErrorReason::CarmNotRunning => unreachable!("handled above"),
+    };
+    let example = if map == TEAM_MAP || o.account_source == Some(AccountSource::Team) {
+        format!(
+            "arn:aws:iam::<account>:role/<role-for-ack-{}>",
+            controller.service
+        )
+    } else {
+        format!(
+            "arn:aws:iam::{key}:role/<role-for-ack-{}>",
+            controller.service
+        )
+    };
+    let condition = if controller.behaviour.role_unavailable_condition
+        && e.reason != RoleErrorReason::InvalidArn
+    {
+        " (its condition says \"IAM Role is not available\")"
+    } else {
+        " (no condition says so)"
+    };
+    format!(
+        "The controller finds no usable role{condition}: {why}. Set it: kubectl -n {sys} patch configmap {map} --type merge -p '{{\"data\":{{\"{key}\":\"{example}\"}}}}'"
+    )
 }
