@@ -101,7 +101,7 @@ family!(
     RESOURCE_PROBLEM,
     "ack_drift_resource_problem",
     Gauge,
-    "1 for each problem present on the resource (role_unavailable, selector_conflict, arn_account_mismatch, unresolved, not_synced, terminal).",
+    "1 for each problem present on the resource (role_unavailable, selector_conflict, role_account_mismatch, arn_account_mismatch, unresolved, not_synced, terminal).",
     ["group", "kind", "namespace", "name", "problem"]
 );
 family!(
