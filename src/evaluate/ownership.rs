@@ -325,111 +325,123 @@ fn owner_account(
 
 /// `Reconcile` up to `NewAWSConfig`: the CARM lookups, the selectors, the terminal checks.
 fn replay(w: &World, status: Status) -> Replay {
-    let c = w.controller;
-    let b = &c.behaviour;
-    let view = carm_namespace(c, &w.resource.namespace, w.namespace);
+    let view = carm_namespace(w.controller, &w.resource.namespace, w.namespace);
     let (account, need_lookup, source) = owner_account(w, view, status);
     let mut r = Replay {
         source: account.is_some().then_some(source),
         account,
         ..Default::default()
     };
-    let stop = |mut r: Replay, block: Block| {
-        r.outcome = Some(Err(block));
-        r
-    };
+    let outcome = (|| {
+        carm_lookups(w, view, need_lookup, &mut r)?;
+        select_role(w, &mut r)?;
+        terminal_checks(w, status, &r)?;
+        // The session pivots to the role only when there is one (`NewAWSConfig`).
+        Ok(match &r.role_arn {
+            Some(role) => arn_account(role),
+            None => w.controller.default_account.clone(),
+        })
+    })();
+    r.outcome = Some(outcome);
+    r
+}
+
+/// The team and account lookups of `Reconcile` (`getRoleARN`, `handleCacheError`).
+fn carm_lookups(
+    w: &World,
+    view: CarmNamespace,
+    need_lookup: bool,
+    r: &mut Replay,
+) -> Result<(), Block> {
+    let c = w.controller;
+    let b = &c.behaviour;
     if !b.lookup_miss_blocks {
-        // Before v0.31.0 every account is looked up and a miss means the own credentials.
-        if let Some(id) = r.account.clone() {
-            match lookup_role(w.snapshot, c, ACCOUNT_MAP, &id, false) {
-                Ok(role) => {
-                    match role_account(ACCOUNT_MAP, &id, &role) {
-                        Ok(a) => r.role_account_mismatch = a != id,
-                        Err(block) => return stop(r, block),
-                    }
-                    r.role_arn = Some(role);
-                }
-                Err(e) if Some(id.as_str()) != c.default_account.as_deref() => {
-                    r.silent_miss = Some(e)
-                }
-                Err(_) => {}
-            }
-        }
-    } else if let (Some(team), Some((map, service_first))) = (view.team, team_map(c)) {
+        return dropped_miss_lookup(w, r);
+    }
+    if let (Some(team), Some((map, service_first))) = (view.team, team_map(c)) {
         r.source = Some(AccountSource::Team);
         r.account = None;
-        let role = match lookup_role(w.snapshot, c, map, team, service_first) {
-            Ok(role) => role,
-            Err(e) => return stop(r, Block::Role(e)),
-        };
-        match role_account(map, team, &role) {
-            Ok(a) => r.account = Some(a),
-            Err(block) => return stop(r, block),
-        }
+        let role = lookup_role(w.snapshot, c, map, team, service_first).map_err(Block::Role)?;
+        r.account = Some(role_account(map, team, &role)?);
         r.role_arn = Some(role);
     } else if need_lookup && (c.enable_carm || !b.reconciler_checks_enable_carm) {
         let id = r.account.clone().unwrap_or_default();
         let (map, service_first) = account_map(c);
-        let role = match lookup_role(w.snapshot, c, map, &id, service_first) {
-            Ok(role) => role,
-            Err(e) => return stop(r, Block::Role(e)),
-        };
+        let role = lookup_role(w.snapshot, c, map, &id, service_first).map_err(Block::Role)?;
         // Before v0.53 the ARN is not parsed here, but assuming a role that is no ARN fails.
-        match role_account(map, &id, &role) {
-            Ok(a) => {
-                r.role_account_mismatch = a != id;
-                if b.account_path_parses_role {
-                    r.account = Some(a);
-                }
-            }
-            Err(block) => return stop(r, block),
+        let in_account = role_account(map, &id, &role)?;
+        r.role_account_mismatch = in_account != id;
+        if b.account_path_parses_role {
+            r.account = Some(in_account);
         }
         r.role_arn = Some(role);
     }
-    if b.role_selectors && c.gate(gates::IAM_ROLE_SELECTOR) {
-        let found = role_selector::matching(
-            &w.snapshot.role_selectors,
-            w.resource,
-            w.namespace,
-            b.selector_resource_labels,
-        );
-        r.matched_selectors = found.iter().map(|s| s.name.clone()).collect();
-        match found.as_slice() {
-            [] => {}
-            [one] => {
-                match role_account("IAMRoleSelector", &one.name, &one.arn) {
-                    Ok(a) => r.account = Some(a),
-                    Err(block) => return stop(r, block),
-                }
-                r.role_arn = Some(one.arn.clone());
-                r.source = Some(AccountSource::IamRoleSelector);
-                r.role_account_mismatch = false;
-            }
-            _ => {
-                r.account = None;
-                r.source = None;
-                return stop(r, Block::SelectorConflict);
-            }
-        }
-    }
-    if b.status_mismatch_terminal {
-        if status.region.is_some_and(|s| Some(s) != w.target_region) {
-            return stop(r, Block::RegionMismatch);
-        }
-        if status
-            .account
-            .is_some_and(|s| Some(s) != r.account.as_deref())
-        {
-            return stop(r, Block::AccountMismatch);
-        }
-    }
-    // The session pivots to the role only when there is one (`NewAWSConfig`).
-    let called = match &r.role_arn {
-        Some(role) => arn_account(role),
-        None => c.default_account.clone(),
+    Ok(())
+}
+
+/// Before v0.31.0 every account is looked up and a miss means the own credentials.
+fn dropped_miss_lookup(w: &World, r: &mut Replay) -> Result<(), Block> {
+    let Some(id) = r.account.clone() else {
+        return Ok(());
     };
-    r.outcome = Some(Ok(called));
-    r
+    match lookup_role(w.snapshot, w.controller, ACCOUNT_MAP, &id, false) {
+        Ok(role) => {
+            r.role_account_mismatch = role_account(ACCOUNT_MAP, &id, &role)? != id;
+            r.role_arn = Some(role);
+        }
+        Err(e) if Some(id.as_str()) != w.controller.default_account.as_deref() => {
+            r.silent_miss = Some(e)
+        }
+        Err(_) => {}
+    }
+    Ok(())
+}
+
+/// IAMRoleSelectors override whatever CARM chose (`irsCache.Matches`, >= v0.53).
+fn select_role(w: &World, r: &mut Replay) -> Result<(), Block> {
+    let b = &w.controller.behaviour;
+    if !(b.role_selectors && w.controller.gate(gates::IAM_ROLE_SELECTOR)) {
+        return Ok(());
+    }
+    let found = role_selector::matching(
+        &w.snapshot.role_selectors,
+        w.resource,
+        w.namespace,
+        b.selector_resource_labels,
+    );
+    r.matched_selectors = found.iter().map(|s| s.name.clone()).collect();
+    match found.as_slice() {
+        [] => Ok(()),
+        [one] => {
+            r.account = Some(role_account("IAMRoleSelector", &one.name, &one.arn)?);
+            r.role_arn = Some(one.arn.clone());
+            r.source = Some(AccountSource::IamRoleSelector);
+            r.role_account_mismatch = false;
+            Ok(())
+        }
+        _ => {
+            r.account = None;
+            r.source = None;
+            Err(Block::SelectorConflict)
+        }
+    }
+}
+
+/// `regionDrifted`, then the account comparison: terminal errors from v0.53.0 (c101a18).
+fn terminal_checks(w: &World, status: Status, r: &Replay) -> Result<(), Block> {
+    if !w.controller.behaviour.status_mismatch_terminal {
+        return Ok(());
+    }
+    if status.region.is_some_and(|s| Some(s) != w.target_region) {
+        return Err(Block::RegionMismatch);
+    }
+    if status
+        .account
+        .is_some_and(|s| Some(s) != r.account.as_deref())
+    {
+        return Err(Block::AccountMismatch);
+    }
+    Ok(())
 }
 
 /// `getRegion` for a resource without a status region: the CR annotation (present counts,
