@@ -216,6 +216,34 @@ fn apply_override(s: &mut ControllerSettings, o: &crate::config::ControllerOverr
 pub(crate) fn apply_runtime_rules(s: &mut ControllerSettings) {
     s.behaviour = RuntimeBehaviour::of(s.runtime);
     let b = s.behaviour;
+    // Before v0.52 there is no --enable-carm: nothing but the watch scope stops the caches.
+    let enable_carm = s.enable_carm || !b.enable_carm_flag;
+    s.carm = b.carm_caches_run(enable_carm, s.watch_namespaces.len());
+    version_notes(s);
+    if enable_carm && !s.carm {
+        s.notes.push(match s.watch_namespaces.as_slice() {
+            [one] => format!(
+                "CARM caches do not run: --watch-namespace names one namespace ({one}); namespace annotations are not read, and a status account other than the controller's own finds no role"
+            ),
+            _ => format!(
+                "CARM caches do not run: runtime {} starts them only without --watch-namespace",
+                s.runtime
+            ),
+        });
+    }
+    if s.gate(gates::IAM_ROLE_SELECTOR) && s.enable_carm {
+        // The runtime refuses to start with both; treat the selectors as what it would use.
+        s.carm = false;
+        s.notes.push(
+            "feature gate IAMRoleSelector requires --enable-carm=false: the controller refuses to start with both"
+                .into(),
+        );
+    }
+}
+
+/// Notes on what the runtime version cannot do or does not know.
+fn version_notes(s: &mut ControllerSettings) {
+    let b = s.behaviour;
     if s.runtime < OLDEST_MODELLED {
         s.notes.push(format!(
             "runtime {} is older than {OLDEST_MODELLED}, the oldest whose rules were read: judged as {OLDEST_MODELLED}",
@@ -235,19 +263,6 @@ pub(crate) fn apply_runtime_rules(s: &mut ControllerSettings) {
             s.runtime
         ));
     }
-    let enable_carm = s.enable_carm || !b.enable_carm_flag;
-    s.carm = b.carm_caches_run(enable_carm, s.watch_namespaces.len());
-    if enable_carm && !s.carm {
-        s.notes.push(match s.watch_namespaces.as_slice() {
-            [one] => format!(
-                "CARM caches do not run: --watch-namespace names one namespace ({one}); namespace annotations are not read, and a status account other than the controller's own finds no role"
-            ),
-            _ => format!(
-                "CARM caches do not run: runtime {} starts them only without --watch-namespace",
-                s.runtime
-            ),
-        });
-    }
     for (gate, on) in &s.feature_gates {
         if *on && !b.defines_gate(gate) {
             let consequence = if !b.feature_gates_flag {
@@ -262,14 +277,6 @@ pub(crate) fn apply_runtime_rules(s: &mut ControllerSettings) {
                 s.runtime
             ));
         }
-    }
-    if s.gate(gates::IAM_ROLE_SELECTOR) && s.enable_carm {
-        // The runtime refuses to start with both; treat the selectors as what it would use.
-        s.carm = false;
-        s.notes.push(
-            "feature gate IAMRoleSelector requires --enable-carm=false: the controller refuses to start with both"
-                .into(),
-        );
     }
 }
 
@@ -322,7 +329,7 @@ mod tests {
     }
 
     #[test]
-    fn single_watch_namespace_forces_carm_off() {
+    fn single_watch_namespace_leaves_the_carm_caches_off() {
         let mut snap = snapshot();
         snap.controllers[0].watch_namespaces = vec!["uat".into()];
         let ec2 = &resolve(&snap, &Config::default())[0];
@@ -360,5 +367,59 @@ mod tests {
         let rds = all.iter().find(|c| c.service == "rds").unwrap();
         assert_eq!(rds.default_account, None);
         assert_eq!(rds.default_account_origin, Origin::Unknown);
+    }
+
+    #[test]
+    fn notes_say_what_the_runtime_version_cannot_do() {
+        let cases = [
+            (
+                "v0.36.0",
+                "ServiceLevelCARM",
+                true,
+                "ignores it and starts without the feature",
+            ),
+            (
+                "v0.39.0",
+                "Nonsense",
+                true,
+                "refuses unknown gates at start",
+            ),
+            (
+                "v0.34.0",
+                "TeamLevelCARM",
+                true,
+                "--feature-gates flag itself arrived in v0.35.0",
+            ),
+            (
+                "v0.28.0",
+                "",
+                false,
+                "--enable-carm does not exist before runtime v0.52.0",
+            ),
+            ("v0.9.0", "", true, "older than v0.10.0"),
+            ("v0.63.0", "", true, "newer than v0.62.0"),
+        ];
+        for (version, gate, enable_carm, note) in cases {
+            let mut snap = snapshot();
+            if !gate.is_empty() {
+                snap.controllers[0].feature_gates.insert(gate.into(), true);
+            }
+            snap.controllers[0].enable_carm = Some(enable_carm);
+            let config =
+                Config::parse(&format!("controllers:\n  ec2:\n    runtime: {version}\n")).unwrap();
+            let ec2 = &resolve(&snap, &config)[0];
+            assert!(
+                ec2.notes.iter().any(|n| n.contains(note)),
+                "{version}: {:?}",
+                ec2.notes
+            );
+        }
+        // A gate the runtime does define, on a runtime in range: nothing to say.
+        let mut snap = snapshot();
+        snap.controllers[0]
+            .feature_gates
+            .insert("TeamLevelCARM".into(), true);
+        let config = Config::parse("controllers:\n  ec2:\n    runtime: v0.38.0\n").unwrap();
+        assert_eq!(resolve(&snap, &config)[0].notes, Vec::<String>::new());
     }
 }

@@ -551,13 +551,18 @@ pub fn evaluate(
     };
     // The target ignores the status: what a fresh resource would get.
     let target = replay(&world, Status::default());
-    let actual = replay(
-        &world,
-        Status {
-            account: status_account.as_deref(),
-            region: status_region.as_deref(),
-        },
-    );
+    // Without status fields the controller does what it would do for a fresh resource.
+    let actual = if status_account.is_none() && status_region.is_none() {
+        target.clone()
+    } else {
+        replay(
+            &world,
+            Status {
+                account: status_account.as_deref(),
+                region: status_region.as_deref(),
+            },
+        )
+    };
 
     let mut problems = resource_problems(resource, &arn_acct, &status_account);
     let conflict = matches!(target.outcome, Some(Err(Block::SelectorConflict)));
