@@ -78,7 +78,7 @@ fn main() {
             evidence: None,
             controller_version: Some("1.0.0"),
         });
-    let exp = rc.prepare(inputs, None, Default::default());
+    let exp = rc.prepare(inputs, &Default::default(), None, Default::default());
     let after_render = mib();
     println!(
         "render cache + exposition: {:.1} MiB ({:.0} B/resource); text {:.1} MiB",

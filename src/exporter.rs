@@ -20,7 +20,7 @@ use crate::evaluate::{Evaluation, EvaluationCache, evaluate_with};
 use crate::model::{ClusterSnapshot, ParseError};
 use crate::offline::{self, Input, Offline, Window};
 use crate::output::audit::{AuditReport, TrailInput};
-use crate::output::metrics::{Options, ResourceCache, ResourceInput, TrailMetrics};
+use crate::output::metrics::{ClusterMetrics, Options, ResourceCache, ResourceInput, TrailMetrics};
 use crate::output::page;
 use crate::output::web::{self, AppState, Published, SHUTDOWN_GRACE};
 use crate::source::kube::{self as kube_source, KubeOptions, LiveCluster};
@@ -107,7 +107,11 @@ pub fn publish(
     let options = Options {
         omit_zero_series: config.metrics.omit_zero_series,
     };
-    let exposition = cache.prepare(inputs, trail_metrics.as_ref(), options);
+    let cluster = ClusterMetrics {
+        controllers: &evaluation.controllers,
+        role_selectors: &evaluation.role_selectors,
+    };
+    let exposition = cache.prepare(inputs, &cluster, trail_metrics.as_ref(), options);
 
     let trail_input = trail.map(|t| TrailInput {
         tally: t.tally,

@@ -1,5 +1,5 @@
 //! The runtime model's flag and gate boundaries, held to what each runtime release defines
-//! (`tests/fixtures/ack/runtime-versions/runtime-flags-and-gates.tsv`, read from the runtime's
+//! (`data/ack-runtime/runtime-flags-and-gates.tsv`, read from the runtime's
 //! `pkg/config/config.go` and `pkg/featuregate/features.go` at every tag).
 
 mod common;
@@ -11,7 +11,7 @@ use ack_drift_exporter::model::runtime_version::RuntimeVersion;
 
 /// Release tag → (flags, gates); pseudo-versions (untagged commits) are left out.
 fn releases() -> BTreeMap<RuntimeVersion, (BTreeSet<String>, BTreeSet<String>)> {
-    let path = common::fixture("ack/runtime-versions/runtime-flags-and-gates.tsv");
+    let path = common::root().join("data/ack-runtime/runtime-flags-and-gates.tsv");
     let text = std::fs::read_to_string(path).unwrap();
     let mut out: BTreeMap<RuntimeVersion, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
     for line in text.lines().skip(1) {

@@ -567,6 +567,7 @@ mod tests {
             &Evaluation {
                 controllers: vec![],
                 resources: vec![],
+                role_selectors: vec![],
             },
             &BTreeMap::new(),
             None,

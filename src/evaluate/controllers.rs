@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::runtime::{OLDEST_MODELLED, RuntimeBehaviour};
+use super::startup::{self, ReconcileScope, StartFacts, StartupProblem};
 use crate::config::Config;
 use crate::model::runtime_version::{RuntimeName, RuntimeVersion};
 use crate::model::{ClusterSnapshot, account::arn_account};
@@ -55,6 +56,14 @@ pub struct ControllerSettings {
     pub feature_gates: BTreeMap<String, bool>,
     pub system_namespace: String,
     pub watch_namespaces: Vec<String>,
+    /// The Deployment's command line and status, for the start-up checks.
+    #[serde(skip)]
+    pub start: StartFacts,
+    /// Why the controller cannot run; empty when it can (README "Controllers that cannot run").
+    pub problems: Vec<StartupProblem>,
+    /// What it reconciles when it runs.
+    #[serde(skip)]
+    pub scope: ReconcileScope,
     pub notes: Vec<String>,
 }
 
@@ -63,6 +72,11 @@ impl ControllerSettings {
     /// before v0.39.0 ignore names they do not define; later ones refuse to start).
     pub fn gate(&self, name: &str) -> bool {
         self.feature_gates.get(name).copied().unwrap_or(false) && self.behaviour.defines_gate(name)
+    }
+
+    /// False when the controller cannot start or has no available replica.
+    pub fn running(&self) -> bool {
+        self.problems.is_empty()
     }
 
     /// True when this controller reconciles resources in `namespace`.
@@ -89,6 +103,9 @@ impl ControllerSettings {
             feature_gates: BTreeMap::new(),
             system_namespace: DEFAULT_SYSTEM_NAMESPACE.to_string(),
             watch_namespaces: Vec::new(),
+            start: StartFacts::default(),
+            problems: Vec::new(),
+            scope: ReconcileScope::default(),
             notes: Vec::new(),
         }
     }
@@ -141,6 +158,7 @@ pub fn resolve(snapshot: &ClusterSnapshot, config: &Config) -> Vec<ControllerSet
             s.system_namespace = ns.clone();
         }
         s.watch_namespaces = d.watch_namespaces.clone();
+        s.start = StartFacts::of(d);
         s.notes.extend(d.warnings.iter().cloned());
         out.push(s);
     }
@@ -177,6 +195,11 @@ pub fn resolve(snapshot: &ClusterSnapshot, config: &Config) -> Vec<ControllerSet
             apply_override(s, o);
         }
         apply_runtime_rules(s);
+        let group = format!("{}.services.k8s.aws", s.service);
+        let (problems, scope, notes) = startup::check(s, snapshot.ack_kinds.get(&group));
+        s.problems = problems;
+        s.scope = scope;
+        s.notes.extend(notes);
     }
     out.sort_by(|a, b| (&a.service, &a.deployment).cmp(&(&b.service, &b.deployment)));
     out
@@ -232,18 +255,14 @@ pub(crate) fn apply_runtime_rules(s: &mut ControllerSettings) {
         });
     }
     if s.gate(gates::IAM_ROLE_SELECTOR) && s.enable_carm {
-        // The runtime refuses to start with both; treat the selectors as what it would use.
+        // It cannot start with both (a start-up problem); the target is what the selectors
+        // give once `--enable-carm=false` is set.
         s.carm = false;
-        s.notes.push(
-            "feature gate IAMRoleSelector requires --enable-carm=false: the controller refuses to start with both"
-                .into(),
-        );
     }
 }
 
 /// Notes on what the runtime version cannot do or does not know.
 fn version_notes(s: &mut ControllerSettings) {
-    let b = s.behaviour;
     if s.runtime < OLDEST_MODELLED {
         s.notes.push(format!(
             "runtime {} is older than {OLDEST_MODELLED}, the oldest whose rules were read: judged as {OLDEST_MODELLED}",
@@ -256,27 +275,6 @@ fn version_notes(s: &mut ControllerSettings) {
             RuntimeVersion::NEWEST,
             RuntimeVersion::NEWEST
         ));
-    }
-    if !b.enable_carm_flag && !s.enable_carm {
-        s.notes.push(format!(
-            "--enable-carm does not exist before runtime v0.52.0 ({}): the controller would exit at start",
-            s.runtime
-        ));
-    }
-    for (gate, on) in &s.feature_gates {
-        if *on && !b.defines_gate(gate) {
-            let consequence = if !b.feature_gates_flag {
-                "the --feature-gates flag itself arrived in v0.35.0; the controller would exit at start"
-            } else if s.runtime < RuntimeVersion::new(0, 39, 0) {
-                "the release ignores it and starts without the feature"
-            } else {
-                "the release refuses unknown gates at start"
-            };
-            s.notes.push(format!(
-                "feature gate {gate} is not defined by runtime {}: {consequence}",
-                s.runtime
-            ));
-        }
     }
 }
 
@@ -347,7 +345,11 @@ mod tests {
             .insert(gates::IAM_ROLE_SELECTOR.into(), true);
         let ec2 = &resolve(&snap, &Config::default())[0];
         assert!(!ec2.carm);
-        assert!(ec2.notes.iter().any(|n| n.contains("refuses to start")));
+        assert!(!ec2.running());
+        assert_eq!(
+            ec2.problems[0].problem,
+            startup::ControllerProblem::RoleSelectorWithCarm
+        );
     }
 
     #[test]
@@ -370,56 +372,25 @@ mod tests {
     }
 
     #[test]
-    fn notes_say_what_the_runtime_version_cannot_do() {
+    fn notes_say_which_runtime_versions_are_judged_as_another() {
         let cases = [
-            (
-                "v0.36.0",
-                "ServiceLevelCARM",
-                true,
-                "ignores it and starts without the feature",
-            ),
-            (
-                "v0.39.0",
-                "Nonsense",
-                true,
-                "refuses unknown gates at start",
-            ),
-            (
-                "v0.34.0",
-                "TeamLevelCARM",
-                true,
-                "--feature-gates flag itself arrived in v0.35.0",
-            ),
-            (
-                "v0.28.0",
-                "",
-                false,
-                "--enable-carm does not exist before runtime v0.52.0",
-            ),
-            ("v0.9.0", "", true, "older than v0.10.0"),
-            ("v0.63.0", "", true, "newer than v0.62.0"),
+            ("v0.9.0", Some("older than v0.10.0")),
+            ("v0.63.0", Some("newer than v0.62.0")),
+            ("v0.10.0", None),
+            ("v0.62.0", None),
         ];
-        for (version, gate, enable_carm, note) in cases {
-            let mut snap = snapshot();
-            if !gate.is_empty() {
-                snap.controllers[0].feature_gates.insert(gate.into(), true);
-            }
-            snap.controllers[0].enable_carm = Some(enable_carm);
+        for (version, note) in cases {
             let config =
                 Config::parse(&format!("controllers:\n  ec2:\n    runtime: {version}\n")).unwrap();
-            let ec2 = &resolve(&snap, &config)[0];
-            assert!(
-                ec2.notes.iter().any(|n| n.contains(note)),
-                "{version}: {:?}",
-                ec2.notes
-            );
+            let ec2 = &resolve(&snapshot(), &config)[0];
+            match note {
+                Some(n) => assert!(
+                    ec2.notes.iter().any(|x| x.contains(n)),
+                    "{version}: {:?}",
+                    ec2.notes
+                ),
+                None => assert_eq!(ec2.notes, Vec::<String>::new(), "{version}"),
+            }
         }
-        // A gate the runtime does define, on a runtime in range: nothing to say.
-        let mut snap = snapshot();
-        snap.controllers[0]
-            .feature_gates
-            .insert("TeamLevelCARM".into(), true);
-        let config = Config::parse("controllers:\n  ec2:\n    runtime: v0.38.0\n").unwrap();
-        assert_eq!(resolve(&snap, &config)[0].notes, Vec::<String>::new());
     }
 }

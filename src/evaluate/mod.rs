@@ -1,13 +1,27 @@
 //! Evaluation: pure functions over a snapshot. No I/O happens below this module.
 
+/// Label values as they appear in JSON and on `/metrics`.
+macro_rules! label_values {
+    ($t:ty { $($v:ident => $s:literal),* $(,)? }) => {
+        impl $t {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$v => $s),* }
+            }
+        }
+    };
+}
+
 pub mod attribution;
 pub mod cloudtrail;
 pub mod controllers;
+pub mod label_selector;
 pub mod lookup_plan;
 pub mod ownership;
 pub mod remediation;
 pub mod role_selector;
 pub mod runtime;
+pub mod runtime_flags;
+pub mod startup;
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -35,6 +49,7 @@ pub struct ResourceVerdict {
 pub struct Evaluation {
     pub controllers: Vec<ControllerSettings>,
     pub resources: Vec<ResourceVerdict>,
+    pub role_selectors: Vec<role_selector::SelectorVerdict>,
 }
 
 pub fn evaluate(snapshot: &ClusterSnapshot, config: &Config) -> Evaluation {
@@ -137,6 +152,7 @@ pub fn evaluate_with(
     Evaluation {
         controllers,
         resources,
+        role_selectors: role_selector::verdicts(&snapshot.role_selectors),
     }
 }
 

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::controllers::{ControllerSettings, gates};
 use super::role_selector;
 use super::runtime::{AccountOrder, TeamCarm};
-use crate::model::account::go_arn_account;
+use crate::model::account::{go_arn_account, is_account_id};
 use crate::model::runtime_version::{RuntimeName, RuntimeVersion};
 use crate::model::{
     ACCOUNT_MAP, AckResource, CARM_V2_MAP, ClusterSnapshot, Namespace, TEAM_MAP, arn_account,
@@ -44,6 +44,15 @@ pub enum Problem {
     Unresolved,
     NotSynced,
     Terminal,
+    /// Blocked by a status account or region that differs from the target (>= v0.53): a
+    /// terminal error with no `ACK.Terminal` condition, and a delete that hangs.
+    TerminalMismatch,
+    /// Its controller cannot start or has no available replica: nothing is reconciled.
+    ControllerNotRunning,
+    /// Outside `--watch-namespace`, `--reconcile-resources` or `--watch-selectors`.
+    NotReconciled,
+    /// The namespace's owner-account annotation is not 12 digits (looked up as written).
+    InvalidAccountId,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash)]
@@ -57,15 +66,14 @@ pub enum Effect {
     Blocked,
 }
 
-/// Label values as they appear in JSON and on `/metrics`.
-macro_rules! label_values {
-    ($t:ty { $($v:ident => $s:literal),* $(,)? }) => {
-        impl $t {
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$v => $s),* }
-            }
-        }
-    };
+/// What the controller does about a region drift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum RegionEffect {
+    /// Before v0.53 `getRegion` takes the status region first: calls keep going there.
+    CallsWrongRegion,
+    /// Nothing is called: the v0.53+ terminal check, or a lookup that failed before it.
+    Blocked,
 }
 
 label_values!(AccountSource {
@@ -87,10 +95,18 @@ label_values!(Problem {
     Unresolved => "unresolved",
     NotSynced => "not_synced",
     Terminal => "terminal",
+    TerminalMismatch => "terminal_mismatch",
+    ControllerNotRunning => "controller_not_running",
+    NotReconciled => "not_reconciled",
+    InvalidAccountId => "invalid_account_id",
 });
 label_values!(Effect {
     CallsWrongAccount => "calls_wrong_account",
     StaleStatus => "stale_status",
+    Blocked => "blocked",
+});
+label_values!(RegionEffect {
+    CallsWrongRegion => "calls_wrong_region",
     Blocked => "blocked",
 });
 
@@ -137,6 +153,7 @@ pub struct Ownership {
     pub region_drift: bool,
     pub problems: BTreeSet<Problem>,
     pub effect: Option<Effect>,
+    pub region_effect: Option<RegionEffect>,
     /// The role the controller would assume for the target (selector, team or account map).
     pub role_arn: Option<String>,
     /// The lookup that failed, when a problem is `role_unavailable`.
@@ -530,6 +547,36 @@ fn drift_effect(actual: &Replay, expected: &Option<String>) -> Option<Effect> {
     }
 }
 
+/// A region drift's effect: nothing is called when the replay stopped (the v0.53+ terminal
+/// check, or a failed lookup before it); otherwise the status region is called (`getRegion`
+/// reads it first before v0.53).
+fn region_drift_effect(actual: &Replay) -> RegionEffect {
+    match actual.outcome {
+        Some(Err(_)) => RegionEffect::Blocked,
+        _ => RegionEffect::CallsWrongRegion,
+    }
+}
+
+/// Why the controller never reconciles the resource, if it does not: it cannot run, or the
+/// resource is outside what it watches (`--watch-namespace`, `--reconcile-resources`,
+/// `--watch-selectors`).
+fn idle_problem(controller: &ControllerSettings, resource: &AckResource) -> Option<Problem> {
+    if !controller.running() {
+        return Some(Problem::ControllerNotRunning);
+    }
+    let scope = &controller.scope;
+    let in_scope = controller.watches(&resource.namespace)
+        && scope
+            .kinds
+            .as_ref()
+            .is_none_or(|k| k.contains(&resource.gvk.kind))
+        && scope
+            .labels
+            .as_ref()
+            .is_none_or(|sel| sel.matches(|k| resource.labels.get(k)));
+    (!in_scope).then_some(Problem::NotReconciled)
+}
+
 /// The full verdict for one resource.
 pub fn evaluate(
     snapshot: &ClusterSnapshot,
@@ -586,14 +633,37 @@ pub fn evaluate(
     if expected_account.is_none() && !conflict && role_error(&target).is_none() {
         problems.insert(Problem::Unresolved);
     }
+    if namespace
+        .and_then(|n| non_empty(&n.owner_account_id))
+        .is_some_and(|a| !is_account_id(a))
+    {
+        problems.insert(Problem::InvalidAccountId);
+    }
+    let idle = idle_problem(controller, resource);
+    if let Some(p) = idle {
+        problems.insert(p);
+    }
+    if idle.is_none()
+        && matches!(
+            actual.outcome,
+            Some(Err(Block::RegionMismatch | Block::AccountMismatch))
+        )
+    {
+        problems.insert(Problem::TerminalMismatch);
+    }
+    // A controller that reconciles nothing calls nothing and does nothing about a drift.
+    let acts = idle.is_none();
     let effect = account_drift
         .then(|| drift_effect(&actual, &expected_account))
-        .flatten();
+        .flatten()
+        .filter(|_| acts);
+    let region_effect = region_drift
+        .then(|| region_drift_effect(&actual))
+        .filter(|_| acts);
     let called_account = match &actual.outcome {
-        Some(Ok(called)) => called.clone(),
+        Some(Ok(called)) if acts => called.clone(),
         _ => None,
     };
-
     Ownership {
         status_account,
         status_region,
@@ -606,6 +676,7 @@ pub fn evaluate(
         region_drift,
         problems,
         effect,
+        region_effect,
         role_arn: target.role_arn,
         role_error: role_err,
         matched_selectors: target.matched_selectors,

@@ -34,6 +34,9 @@ fn controller(service: &str) -> ControllerSettings {
         feature_gates: BTreeMap::new(),
         system_namespace: "ack-system".into(),
         watch_namespaces: vec![],
+        start: Default::default(),
+        problems: vec![],
+        scope: Default::default(),
         notes: vec![],
     }
 }
@@ -468,7 +471,7 @@ fn a_map_entry_whose_role_lives_in_another_account() {
             expected: Some(PROD),
             called: None,
             effect: Some(Effect::Blocked),
-            problems: mismatch,
+            problems: &[Problem::RoleAccountMismatch, Problem::TerminalMismatch],
         },
         Row {
             name: "v0.52: calls land in the role's account",
@@ -736,7 +739,7 @@ fn the_account_order_decides_the_seed_incident() {
             expected: Some(UAT),
             called: None,
             effect: Some(Effect::Blocked),
-            problems: NONE,
+            problems: &[Problem::TerminalMismatch],
         },
     ];
     check_rows(&rows, &s, |v| at(controller("ec2"), v), || sg("uat"));
@@ -744,15 +747,156 @@ fn the_account_order_decides_the_seed_incident() {
 
 #[test]
 fn a_differing_status_region_stops_every_call_from_v0_53() {
-    // Reconcile checks regionDrifted before the account; before v0.53 getRegion takes it.
+    // Reconcile checks regionDrifted before the account (c101a18, v0.53.0); before v0.53
+    // getRegion takes the status region first and the calls go there.
     let s = world(vec![ns_account("uat", UAT)], &[(UAT, role(UAT, "ack-uat"))]);
-    for (runtime, called) in [("v0.52.0", Some(UAT)), ("v0.53.0", None)] {
+    let rows = [
+        (
+            "v0.52.0",
+            Some(UAT),
+            Some(RegionEffect::CallsWrongRegion),
+            false,
+        ),
+        ("v0.53.0", None, Some(RegionEffect::Blocked), true),
+        ("v0.62.0", None, Some(RegionEffect::Blocked), true),
+    ];
+    for (runtime, called, region_effect, terminal) in rows {
         let r = with_status(sg("uat"), UAT, "eu-west-1");
         let o = evaluate(&s, &at(controller("ec2"), runtime), &r);
         assert!(o.region_drift && !o.account_drift, "{runtime}");
         assert_eq!(o.called_account.as_deref(), called, "{runtime}");
-        assert_eq!(o.effect, None, "{runtime}");
+        assert_eq!(
+            o.effect, None,
+            "{runtime}: no account drift, no account effect"
+        );
+        assert_eq!(o.region_effect, region_effect, "{runtime}");
+        assert_eq!(
+            o.problems.contains(&Problem::TerminalMismatch),
+            terminal,
+            "{runtime}"
+        );
     }
+}
+
+#[test]
+fn a_resource_drifting_in_account_and_region_is_blocked_from_v0_53() {
+    let s = world(vec![ns_account("uat", UAT)], &[(UAT, role(UAT, "ack-uat"))]);
+    let r = with_status(sg("uat"), DEV, "eu-west-1");
+    for (runtime, effect, region_effect, called) in [
+        // Namespace first from v0.36: the target UAT role is assumed, in the stale region.
+        (
+            "v0.52.0",
+            Effect::StaleStatus,
+            RegionEffect::CallsWrongRegion,
+            Some(UAT),
+        ),
+        ("v0.53.0", Effect::Blocked, RegionEffect::Blocked, None),
+    ] {
+        let o = evaluate(&s, &at(controller("ec2"), runtime), &r);
+        assert!(o.account_drift && o.region_drift, "{runtime}");
+        assert_eq!(o.effect, Some(effect), "{runtime}");
+        assert_eq!(o.region_effect, Some(region_effect), "{runtime}");
+        assert_eq!(o.called_account.as_deref(), called, "{runtime}");
+    }
+}
+
+#[test]
+fn a_failed_lookup_comes_before_the_region_check() {
+    // No map entry for UAT: the lookup fails first (role_unavailable), nothing is called,
+    // and the region check is never reached (no terminal_mismatch).
+    let s = world(vec![ns_account("uat", UAT)], &[]);
+    let r = with_status(sg("uat"), UAT, "eu-west-1");
+    let o = evaluate(&s, &at(controller("ec2"), "v0.53.0"), &r);
+    assert_eq!(o.region_effect, Some(RegionEffect::Blocked));
+    assert_eq!(problems(&o), vec![Problem::RoleUnavailable]);
+    assert_eq!(o.called_account, None);
+}
+
+#[test]
+fn an_account_mismatch_alone_is_a_terminal_mismatch_from_v0_53() {
+    let s = world(vec![ns_account("uat", UAT)], &[(UAT, role(UAT, "ack-uat"))]);
+    let r = with_status(sg("uat"), DEV, "eu-west-2");
+    for (runtime, terminal) in [("v0.52.0", false), ("v0.53.0", true)] {
+        let o = evaluate(&s, &at(controller("ec2"), runtime), &r);
+        assert_eq!(o.region_effect, None, "{runtime}: no region drift");
+        assert_eq!(
+            o.problems.contains(&Problem::TerminalMismatch),
+            terminal,
+            "{runtime}"
+        );
+    }
+}
+
+#[test]
+fn a_controller_that_cannot_run_calls_nothing_and_does_nothing_about_drift() {
+    use crate::evaluate::startup::{ControllerProblem, Evidence, StartupProblem};
+    let s = world(vec![ns_account("uat", UAT)], &[(UAT, role(UAT, "ack-uat"))]);
+    let mut c = controller("ec2");
+    c.problems.push(StartupProblem {
+        problem: ControllerProblem::NoAvailableReplica,
+        evidence: Evidence::Observed,
+        detail: "0 of 1 replicas available".into(),
+    });
+    let o = evaluate(&s, &c, &with_status(sg("uat"), DEV, "eu-west-1"));
+    assert!(
+        o.account_drift && o.region_drift,
+        "the drift is still reported"
+    );
+    assert_eq!(
+        (o.effect, o.region_effect, o.called_account.as_deref()),
+        (None, None, None)
+    );
+    assert!(o.problems.contains(&Problem::ControllerNotRunning));
+    assert!(!o.problems.contains(&Problem::TerminalMismatch));
+}
+
+#[test]
+fn resources_outside_the_reconcile_scope_are_never_reconciled() {
+    use crate::evaluate::label_selector::LabelSelector;
+    let s = world(vec![ns_account("uat", UAT)], &[(UAT, role(UAT, "ack-uat"))]);
+    let stale = with_status(sg("uat"), DEV, "eu-west-2");
+    let mut kinds = controller("ec2");
+    kinds.scope.kinds = Some(["VPC".to_string()].into_iter().collect());
+    let mut labelled = controller("ec2");
+    labelled.scope.labels = Some(LabelSelector::parse("team=payments").unwrap());
+    let mut other_ns = controller("ec2");
+    other_ns.watch_namespaces = vec!["dev".into(), "prod".into()];
+    // Outside the watched namespaces the annotation is not read either: the target is the
+    // controller's own account, so a PROD status drifts.
+    let stale_prod = with_status(sg("uat"), PROD, "eu-west-2");
+    for (what, c, r) in [
+        ("kinds", &kinds, &stale),
+        ("labels", &labelled, &stale),
+        ("namespaces", &other_ns, &stale_prod),
+    ] {
+        let o = evaluate(&s, c, r);
+        assert!(o.account_drift, "{what}");
+        assert_eq!(
+            (o.effect, o.called_account.as_deref()),
+            (None, None),
+            "{what}"
+        );
+        assert!(o.problems.contains(&Problem::NotReconciled), "{what}");
+    }
+    // In scope: reconciled as usual.
+    let mut team = stale.clone();
+    team.labels = [("team".to_string(), "payments".to_string())]
+        .into_iter()
+        .collect::<BTreeMap<_, _>>()
+        .into();
+    let o = evaluate(&s, &labelled, &team);
+    assert_eq!(o.effect, Some(Effect::Blocked));
+    assert!(!o.problems.contains(&Problem::NotReconciled));
+}
+
+#[test]
+fn an_owner_account_that_is_not_twelve_digits_is_flagged_and_still_looked_up() {
+    let bad = "47441763077";
+    let s = world(vec![ns_account("uat", bad)], &[(bad, role(UAT, "ack-uat"))]);
+    let o = evaluate(&s, &controller("ec2"), &sg("uat"));
+    assert!(o.problems.contains(&Problem::InvalidAccountId));
+    // getRoleARN looks the key up as written: the map entry is found.
+    assert_eq!(o.role_arn.as_deref(), Some(role(UAT, "ack-uat").as_str()));
 }
 
 #[test]

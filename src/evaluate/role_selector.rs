@@ -4,9 +4,95 @@
 //! field (names, matchLabels, resourceTypeSelector, or group/version/kind inside an entry) is
 //! a wildcard. `names` and the namespace labels are ANDed when both are set.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use serde::Serialize;
+
+use crate::model::account::go_arn_account;
 use crate::model::{AckResource, Labels, Namespace, RoleSelector};
+
+/// Why the runtime rejects a selector (`validateSelector`, `iamroleselector/matcher.go`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SelectorInvalid {
+    EmptyArn,
+    /// Go's `arn.Parse` refuses it.
+    InvalidArn,
+    EmptyNamespaceName,
+    DuplicateNamespaceName,
+    /// In `namespaceSelector.labelSelector`, or (v0.57.0 on) in `resourceLabelSelector`.
+    EmptyLabelKey,
+    /// A `resourceTypeSelector` entry with group, version and kind all empty.
+    EmptyResourceType,
+    DuplicateResourceType,
+}
+
+label_values!(SelectorInvalid {
+    EmptyArn => "empty_arn",
+    InvalidArn => "invalid_arn",
+    EmptyNamespaceName => "empty_namespace_name",
+    DuplicateNamespaceName => "duplicate_namespace_name",
+    EmptyLabelKey => "empty_label_key",
+    EmptyResourceType => "empty_resource_type",
+    DuplicateResourceType => "duplicate_resource_type",
+});
+
+/// A selector and whether the runtime caches it (`invalid` is `None` then).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct SelectorVerdict {
+    pub name: String,
+    pub invalid: Option<SelectorInvalid>,
+}
+
+/// Every selector judged by the newest runtime's rules (`resourceLabelSelector` keys too).
+pub fn verdicts(selectors: &[RoleSelector]) -> Vec<SelectorVerdict> {
+    selectors
+        .iter()
+        .map(|s| SelectorVerdict {
+            name: s.name.clone(),
+            invalid: validate(s, true).err(),
+        })
+        .collect()
+}
+
+/// `validateSelector`, checks in its order (the first failure is the reason). `cache.go`
+/// `handleAdd` never caches a selector that fails, `handleUpdate` drops it: it neither
+/// matches nor conflicts. `resource_labels`: the runtime has `resourceLabelSelector`
+/// (v0.57.0 on, 7960c4c), whose keys are checked too.
+pub fn validate(s: &RoleSelector, resource_labels: bool) -> Result<(), SelectorInvalid> {
+    use SelectorInvalid::*;
+    if s.arn.is_empty() {
+        return Err(EmptyArn);
+    }
+    if go_arn_account(&s.arn).is_none() {
+        return Err(InvalidArn);
+    }
+    let mut names = BTreeSet::new();
+    for name in &s.namespace_names {
+        if name.is_empty() {
+            return Err(EmptyNamespaceName);
+        }
+        if !names.insert(name) {
+            return Err(DuplicateNamespaceName);
+        }
+    }
+    if s.namespace_labels.contains_key("") {
+        return Err(EmptyLabelKey);
+    }
+    let mut types = BTreeSet::new();
+    for t in &s.resource_types {
+        if t.group.is_empty() && t.version.is_empty() && t.kind.is_empty() {
+            return Err(EmptyResourceType);
+        }
+        if !types.insert((&t.group, &t.version, &t.kind)) {
+            return Err(DuplicateResourceType);
+        }
+    }
+    if resource_labels && s.resource_labels.contains_key("") {
+        return Err(EmptyLabelKey);
+    }
+    Ok(())
+}
 
 /// True when every label of `selector` is on `labels` with the same value.
 fn labels_match(selector: &BTreeMap<String, String>, labels: &Labels) -> bool {
@@ -45,7 +131,7 @@ pub fn matches(
     names_ok && ns_labels_ok && type_ok && labels_ok
 }
 
-/// Every selector that matches the resource, in name order.
+/// Every selector the runtime caches that matches the resource, in name order.
 pub fn matching<'a>(
     selectors: &'a [RoleSelector],
     resource: &AckResource,
@@ -54,6 +140,7 @@ pub fn matching<'a>(
 ) -> Vec<&'a RoleSelector> {
     selectors
         .iter()
+        .filter(|s| validate(s, resource_labels).is_ok())
         .filter(|s| matches(s, resource, namespace, resource_labels))
         .collect()
 }
@@ -106,10 +193,116 @@ mod tests {
         }
     }
 
+    const ARN: &str = "arn:aws:iam::111111111111:role/r";
+
     #[test]
     fn empty_selector_matches_everything() {
         let s = RoleSelector::default();
         assert!(matches_newest(&s, &sg("any", &[]), None));
+    }
+
+    /// `validateSelector` at v0.53.0 and v0.57.0 (`iamroleselector/matcher.go`).
+    #[test]
+    fn invalid_selectors_are_named_for_the_first_check_they_fail() {
+        use SelectorInvalid::*;
+        let with = |f: &dyn Fn(&mut RoleSelector)| {
+            let mut s = RoleSelector {
+                name: "s".into(),
+                arn: ARN.into(),
+                ..Default::default()
+            };
+            f(&mut s);
+            s
+        };
+        let rows: Vec<(
+            &str,
+            RoleSelector,
+            Option<SelectorInvalid>,
+            Option<SelectorInvalid>,
+        )> = vec![
+            ("valid", with(&|_| {}), None, None),
+            (
+                "no arn",
+                with(&|s| s.arn.clear()),
+                Some(EmptyArn),
+                Some(EmptyArn),
+            ),
+            (
+                "not an arn",
+                with(&|s| s.arn = "role/r".into()),
+                Some(InvalidArn),
+                Some(InvalidArn),
+            ),
+            (
+                "empty name",
+                with(&|s| s.namespace_names = vec!["a".into(), "".into()]),
+                Some(EmptyNamespaceName),
+                Some(EmptyNamespaceName),
+            ),
+            (
+                "repeated name",
+                with(&|s| s.namespace_names = vec!["a".into(), "a".into()]),
+                Some(DuplicateNamespaceName),
+                Some(DuplicateNamespaceName),
+            ),
+            (
+                "empty namespace label key",
+                with(&|s| s.namespace_labels = labels(&[("", "x")])),
+                Some(EmptyLabelKey),
+                Some(EmptyLabelKey),
+            ),
+            (
+                "empty type entry",
+                with(&|s| s.resource_types = vec![gvk("", "", "")]),
+                Some(EmptyResourceType),
+                Some(EmptyResourceType),
+            ),
+            (
+                "repeated type entry",
+                with(&|s| s.resource_types = vec![gvk("g", "", "K"), gvk("g", "", "K")]),
+                Some(DuplicateResourceType),
+                Some(DuplicateResourceType),
+            ),
+            // Resource label keys are checked only where the field exists (v0.57.0 on).
+            (
+                "empty resource label key",
+                with(&|s| s.resource_labels = labels(&[("", "x")])),
+                None,
+                Some(EmptyLabelKey),
+            ),
+            // The empty ARN is reported before anything else.
+            (
+                "two faults",
+                with(&|s| {
+                    s.arn.clear();
+                    s.namespace_names = vec!["".into()];
+                }),
+                Some(EmptyArn),
+                Some(EmptyArn),
+            ),
+        ];
+        for (what, s, v053, v057) in rows {
+            assert_eq!(validate(&s, false).err(), v053, "{what} at v0.53");
+            assert_eq!(validate(&s, true).err(), v057, "{what} at v0.57");
+        }
+    }
+
+    #[test]
+    fn invalid_selectors_neither_match_nor_conflict() {
+        let wildcard_bad = RoleSelector {
+            name: "bad".into(),
+            arn: "not-an-arn".into(),
+            ..Default::default()
+        };
+        let good = RoleSelector {
+            name: "good".into(),
+            arn: ARN.into(),
+            ..Default::default()
+        };
+        let all = [wildcard_bad, good];
+        let found = matching(&all, &sg("uat", &[]), None, true);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].name, "good");
     }
 
     #[test]

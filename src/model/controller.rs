@@ -4,7 +4,7 @@
 //! way pflag reads them: `--flag value` and `--flag=value` for valued flags, but boolean flags
 //! only as `--flag` or `--flag=bool` (in `--enable-carm false` the `false` is a stray argument).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Facts read from one ACK controller container of a Deployment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -20,7 +20,22 @@ pub struct ControllerDeployment {
     pub region: Option<String>,
     /// `--enable-carm`; `None` when not given (the controller's default is on).
     pub enable_carm: Option<bool>,
+    /// `--feature-gates` as the runtime's `parseFeatureGates` reads it; empty when not given
+    /// or when it does not parse (see `feature_gates_error`).
     pub feature_gates: BTreeMap<String, bool>,
+    /// Why `parseFeatureGates` rejects the value (the controller exits at start).
+    pub feature_gates_error: Option<String>,
+    /// Every flag name given (`--name` or `--name=value`), defined by the runtime or not.
+    pub flags: BTreeSet<String>,
+    /// Flag values the controller cannot read (`--enable-carm=maybe`): pflag exits at start.
+    pub invalid_values: Vec<String>,
+    /// `--reconcile-resources` and `--watch-selectors`, as written (after `$(VAR)` expansion).
+    pub reconcile_resources: Option<String>,
+    pub watch_selectors: Option<String>,
+    /// `spec.replicas` (1 when absent) and `status.availableReplicas` (`None` when the input
+    /// has no `status`, as in a GitOps manifest: availability is then unknown).
+    pub replicas: u32,
+    pub available_replicas: Option<u32>,
     /// `ACK_SYSTEM_NAMESPACE`, else the older `K8S_NAMESPACE`.
     pub system_namespace: Option<String>,
     /// `--watch-namespace`, split on commas; empty means every namespace.
@@ -38,12 +53,17 @@ pub struct ServiceAccount {
     pub role_arn: Option<String>,
 }
 
-/// The ACK runtime flags that are booleans; every other flag takes a value.
+/// The ACK runtime flags that are booleans (`flag.BoolVar` in `BindFlags`); every other flag
+/// takes a value.
 const BOOL_FLAGS: &[&str] = &[
-    "enable-carm",
-    "enable-leader-election",
-    "enable-development-logging",
     "allow-unsafe-aws-endpoint-urls",
+    "aws-endpoint-use-path-style",
+    "enable-carm",
+    "enable-cross-namespace",
+    "enable-development-logging",
+    "enable-field-export-reconciler",
+    "enable-leader-election",
+    "enable-webhook-server",
 ];
 
 /// The service alias and tag of an ACK controller image, e.g.
@@ -161,22 +181,32 @@ pub fn parse_flags(args: &[String]) -> ParsedFlags {
     parsed
 }
 
-/// `A=true,B=false` → {A: true, B: false}; entries that do not parse are returned as errors.
-pub fn parse_feature_gates(s: &str) -> (BTreeMap<String, bool>, Vec<String>) {
+/// `parseFeatureGates` (`pkg/config/config.go`, v0.35.0 on): the whole value is trimmed, then
+/// every comma-separated entry must be `NAME=BOOL` with a non-empty name and a Go boolean (a
+/// trailing comma is an empty entry, and an error). One bad entry fails the whole flag.
+pub fn parse_feature_gates(s: &str) -> Result<BTreeMap<String, bool>, String> {
     let mut gates = BTreeMap::new();
-    let mut errors = Vec::new();
-    for entry in s.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        match entry.split_once('=') {
-            Some((k, v)) => match parse_go_bool(v.trim()) {
-                Some(b) => {
-                    gates.insert(k.trim().to_string(), b);
-                }
-                None => errors.push(format!("feature gate {entry:?}: value is not a boolean")),
-            },
-            None => errors.push(format!("feature gate {entry:?}: expected NAME=true|false")),
-        }
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(gates);
     }
-    (gates, errors)
+    for entry in s.split(',') {
+        let Some((name, value)) = entry.split_once('=') else {
+            return Err(format!("invalid feature gate format: {entry:?}"));
+        };
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(format!("invalid feature gate name: {entry:?}"));
+        }
+        let Some(on) = parse_go_bool(value.trim()) else {
+            return Err(format!(
+                "invalid feature gate value for {name}: {:?}",
+                value.trim()
+            ));
+        };
+        gates.insert(name.to_string(), on);
+    }
+    Ok(gates)
 }
 
 /// Reads one container of a Deployment; `None` when it is not an ACK controller.
@@ -241,24 +271,24 @@ pub fn from_container(
     let feature_gates_raw = checked("feature-gates");
     let watch_raw = checked("watch-namespace");
 
-    let enable_carm = match enable_carm_raw {
-        Some(v) => match parse_go_bool(&v) {
-            Some(b) => Some(b),
-            None => {
-                warnings.push(format!(
-                    "--enable-carm={v}: not a boolean (the controller would not start)"
-                ));
-                None
-            }
-        },
-        None => None,
-    };
-    let mut feature_gates = BTreeMap::new();
-    if let Some(raw) = feature_gates_raw {
-        let (gates, errors) = parse_feature_gates(&raw);
-        feature_gates = gates;
-        warnings.extend(errors);
+    let reconcile_resources = checked("reconcile-resources");
+    let watch_selectors = checked("watch-selectors");
+    let mut invalid_values = Vec::new();
+    for flag in BOOL_FLAGS {
+        if let Some(v) = flags.values.get(*flag)
+            && !v.contains("$(")
+            && parse_go_bool(v).is_none()
+        {
+            invalid_values.push(format!("--{flag}={v}: not a boolean"));
+        }
     }
+    let enable_carm = enable_carm_raw.as_deref().and_then(parse_go_bool);
+    let (feature_gates, feature_gates_error) =
+        match feature_gates_raw.as_deref().map(parse_feature_gates) {
+            Some(Ok(g)) => (g, None),
+            Some(Err(e)) => (BTreeMap::new(), Some(e)),
+            None => (BTreeMap::new(), None),
+        };
     let watch_namespaces = watch_raw
         .map(|w| {
             w.split(',')
@@ -283,6 +313,13 @@ pub fn from_container(
         region,
         enable_carm,
         feature_gates,
+        feature_gates_error,
+        flags: flags.values.keys().cloned().collect(),
+        invalid_values,
+        reconcile_resources,
+        watch_selectors,
+        replicas: 1,
+        available_replicas: None,
         system_namespace,
         watch_namespaces,
         warnings,
@@ -376,11 +413,22 @@ mod tests {
     }
 
     #[test]
-    fn feature_gates() {
-        let (g, e) = parse_feature_gates("TeamLevelCARM=true, ServiceLevelCARM=false,Bad,X=maybe");
+    fn feature_gates_parse_like_parse_feature_gates() {
+        let g = parse_feature_gates(" TeamLevelCARM=true, ServiceLevelCARM = F ").unwrap();
         assert_eq!(g.get("TeamLevelCARM"), Some(&true));
         assert_eq!(g.get("ServiceLevelCARM"), Some(&false));
-        assert_eq!(e.len(), 2);
+        assert_eq!(parse_feature_gates("  ").unwrap(), BTreeMap::new());
+        // Each of these fails the whole flag (`invalid value for flag 'feature-gates'`).
+        for (bad, why) in [
+            ("A=true,Bad", "invalid feature gate format"),
+            ("A=true,", "invalid feature gate format"),
+            ("=true", "invalid feature gate name"),
+            ("A=maybe", "invalid feature gate value for A"),
+            ("A=yes", "invalid feature gate value for A"),
+        ] {
+            let e = parse_feature_gates(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]
@@ -426,5 +474,33 @@ mod tests {
         assert_eq!(d.region, None);
         assert_eq!(d.enable_carm, Some(true));
         assert_eq!(d.warnings.len(), 2, "{:?}", d.warnings);
+    }
+
+    #[test]
+    fn flags_given_and_values_pflag_cannot_read_are_kept() {
+        let c = Container {
+            image: "x/aws-controllers-k8s/s3-controller:1".into(),
+            command: vec![],
+            args: strings(&[
+                "--enable-carm=maybe",
+                "--reconcile-resources=Bucket",
+                "--watch-selectors",
+                "team=a",
+                "--feature-gates=A=true,",
+                "--no-such-flag=1",
+            ]),
+            env: vec![],
+        };
+        let d = from_container("ack-system", "s3", "sa", &c).unwrap();
+        assert_eq!(d.enable_carm, None);
+        assert_eq!(
+            d.invalid_values,
+            strings(&["--enable-carm=maybe: not a boolean"])
+        );
+        assert_eq!(d.reconcile_resources.as_deref(), Some("Bucket"));
+        assert_eq!(d.watch_selectors.as_deref(), Some("team=a"));
+        assert!(d.feature_gates_error.is_some());
+        assert!(d.flags.contains("no-such-flag") && d.flags.contains("enable-carm"));
+        assert_eq!(d.flags.len(), 5);
     }
 }

@@ -11,7 +11,7 @@ pub mod time;
 pub mod trail;
 pub mod user_agent;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 pub use account::{AccountId, arn_account};
@@ -232,6 +232,9 @@ pub struct ClusterSnapshot {
     /// Objects read per (group, kind).
     pub object_kinds: BTreeMap<(String, String), usize>,
     pub parse_errors: Vec<ParseError>,
+    /// Kinds each ACK service group serves, from its CRDs, when the input has them (a live
+    /// source always does; a dump only when it includes the CRDs).
+    pub ack_kinds: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl ClusterSnapshot {
@@ -255,6 +258,9 @@ impl ClusterSnapshot {
             Object::CarmMap(m) => self.carm_maps.push(m),
             Object::Controller(c) => self.controllers.push(c),
             Object::ServiceAccount(sa) => self.service_accounts.push(sa),
+            Object::AckKind(group, kind) => {
+                self.ack_kinds.entry(group).or_default().insert(kind);
+            }
             Object::Ignored => {}
         }
     }

@@ -22,6 +22,8 @@ pub enum Object {
     CarmMap(CarmMap),
     Controller(super::ControllerDeployment),
     ServiceAccount(ServiceAccount),
+    /// A CRD of an ACK service group: (group, kind) the cluster serves.
+    AckKind(String, String),
     Ignored,
 }
 
@@ -224,6 +226,7 @@ pub fn classify(value: &Value) -> Classified {
             return out;
         }
         ("services.k8s.aws", "IAMRoleSelector") => role_selector(&mut r, value, name),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => ack_kind(&mut r, value),
         (g, _) if ack_service_of_group(g).is_some() => {
             let ns = match namespace {
                 Some(ns) => ns,
@@ -241,6 +244,14 @@ pub fn classify(value: &Value) -> Classified {
     };
     out.objects.push(object);
     out
+}
+
+/// The (group, kind) of a CRD, when the group is an ACK service's.
+fn ack_kind(r: &mut Reader, v: &Value) -> Object {
+    match (r.string(v, "spec.group"), r.string(v, "spec.names.kind")) {
+        (Some(g), Some(k)) if ack_service_of_group(&g).is_some() => Object::AckKind(g, k),
+        _ => Object::Ignored,
+    }
 }
 
 fn namespace_of(r: &mut Reader, v: &Value, name: String) -> Namespace {
@@ -310,17 +321,40 @@ fn deployment(
             found.push(d);
         }
     }
+    let (replicas, available) = replica_counts(r, v);
+    for d in &mut found {
+        d.replicas = replicas;
+        d.available_replicas = available;
+    }
     found
 }
 
-fn role_selector(r: &mut Reader, v: &Value, name: String) -> Object {
-    let Some(arn) = r.string(v, "spec.arn") else {
-        r.err(
-            "spec.arn",
-            "missing; the selector names no role and is skipped",
-        );
-        return Object::Ignored;
+/// `spec.replicas` (default 1) and, when the object has a `status`, `availableReplicas`
+/// (the API server leaves it out when it is 0).
+fn replica_counts(r: &mut Reader, v: &Value) -> (u32, Option<u32>) {
+    let has_status = r.object(v, "status").is_some();
+    let mut count = |path: &str| match lookup(v, path) {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.as_u64().is_some() => {
+            Some(u32::try_from(n.as_u64().unwrap_or(0)).unwrap_or(u32::MAX))
+        }
+        Some(other) => {
+            r.err(
+                path,
+                format!("is {}, expected a replica count", type_name(other)),
+            );
+            None
+        }
     };
+    let replicas = count("spec.replicas").unwrap_or(1);
+    let available = has_status.then(|| count("status.availableReplicas").unwrap_or(0));
+    (replicas, available)
+}
+
+fn role_selector(r: &mut Reader, v: &Value, name: String) -> Object {
+    // A selector without an ARN is kept: the runtime rejects it (`validateSelector`), and
+    // the exporter reports it as invalid.
+    let arn = r.string(v, "spec.arn").unwrap_or_default();
     let mut resource_types = Vec::new();
     for (i, t) in r.array(v, "spec.resourceTypeSelector").iter().enumerate() {
         if !t.is_object() {

@@ -11,8 +11,9 @@ use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use crate::evaluate::Ownership;
 use crate::evaluate::cloudtrail::{ResourceEvidence, TrailEvidence, TrailTally};
+use crate::evaluate::role_selector::SelectorVerdict;
+use crate::evaluate::{ControllerSettings, Ownership};
 use crate::intern::Interner;
 use crate::model::AckResource;
 use crate::model::time::parse_rfc3339;
@@ -86,7 +87,7 @@ family!(
     RESOURCE_REGION_DRIFT,
     "ack_drift_resource_region_drift",
     Gauge,
-    "1 when status.ackResourceMetadata.region differs from the region the controller targets.",
+    "1 when status.ackResourceMetadata.region differs from the region the controller targets; effect says what the controller does about it (calls_wrong_region, blocked).",
     [
         "group",
         "kind",
@@ -94,14 +95,15 @@ family!(
         "name",
         "status_region",
         "expected_region",
-        "region_source"
+        "region_source",
+        "effect"
     ]
 );
 family!(
     RESOURCE_PROBLEM,
     "ack_drift_resource_problem",
     Gauge,
-    "1 for each problem present on the resource (role_unavailable, selector_conflict, role_account_mismatch, arn_account_mismatch, unresolved, not_synced, terminal).",
+    "1 for each problem present on the resource (role_unavailable, selector_conflict, role_account_mismatch, arn_account_mismatch, unresolved, not_synced, terminal, terminal_mismatch, controller_not_running, not_reconciled, invalid_account_id).",
     ["group", "kind", "namespace", "name", "problem"]
 );
 family!(
@@ -155,6 +157,27 @@ family!(
     ["group", "kind", "namespace"]
 );
 
+family!(
+    CONTROLLER_UP,
+    "ack_drift_controller_up",
+    Gauge,
+    "1 when the ACK controller can run, 0 when it cannot start (predicted from its flags and runtime) or has no available replica (observed).",
+    ["service", "namespace", "deployment"]
+);
+family!(
+    CONTROLLER_PROBLEM,
+    "ack_drift_controller_problem",
+    Gauge,
+    "1 for each reason the ACK controller cannot run (undefined_flag, invalid_flag_value, invalid_feature_gate, unknown_feature_gate, role_selector_with_carm, invalid_reconcile_resources, unsupported_reconcile_kind, invalid_watch_selectors, no_available_replica).",
+    ["service", "namespace", "deployment", "problem"]
+);
+family!(
+    ROLE_SELECTOR_INVALID,
+    "ack_drift_role_selector_invalid",
+    Gauge,
+    "1 for each IAMRoleSelector the ACK runtime rejects (validateSelector) and so never uses, by reason.",
+    ["name", "reason"]
+);
 family!(
     CLOUDTRAIL_EVENTS,
     "ack_drift_cloudtrail_events_total",
@@ -309,7 +332,7 @@ pub const RESOURCE_FAMILIES: [&Family; 8] = [
 ];
 
 /// Every family the exporter can serve, in exposition order.
-pub const ALL: [&Family; 26] = [
+pub const ALL: [&Family; 29] = [
     &RESOURCE_INFO,
     &RESOURCE_ACCOUNT_DRIFT,
     &RESOURCE_REGION_DRIFT,
@@ -319,6 +342,9 @@ pub const ALL: [&Family; 26] = [
     &RESOURCE_ERROR_EVENTS,
     &RESOURCE_WRONG_ACCOUNT_CALLS,
     &RESOURCES,
+    &CONTROLLER_UP,
+    &CONTROLLER_PROBLEM,
+    &ROLE_SELECTOR_INVALID,
     &CLOUDTRAIL_EVENTS,
     &CLOUDTRAIL_ERRORS,
     &CLOUDTRAIL_CROSS_ACCOUNT,
@@ -528,6 +554,7 @@ impl ResourceInput<'_> {
                 s(&o.status_region),
                 s(&o.expected_region),
                 o.region_source.map_or("", |x| x.as_str()).to_string(),
+                o.region_effect.map_or("", |x| x.as_str()).to_string(),
             ];
             tail(
                 &mut out[2],
@@ -657,14 +684,33 @@ impl RenderedResource {
     }
 }
 
-/// Writes the tail of a per-resource sample: the labels after the four identifying ones.
+/// The longest label value taken from a resource's annotations or status: a hostile object
+/// cannot inflate `/metrics` (README "Label values").
+pub const MAX_LABEL_VALUE_CHARS: usize = 128;
+
+/// `v` cut to [`MAX_LABEL_VALUE_CHARS`] characters, the last one `…` when cut.
+pub fn bounded(v: &str) -> std::borrow::Cow<'_, str> {
+    match v.char_indices().nth(MAX_LABEL_VALUE_CHARS) {
+        None => v.into(),
+        Some(_) => {
+            let keep = v
+                .char_indices()
+                .nth(MAX_LABEL_VALUE_CHARS - 1)
+                .map_or(0, |(i, _)| i);
+            format!("{}…", &v[..keep]).into()
+        }
+    }
+}
+
+/// Writes the tail of a per-resource sample: the labels after the four identifying ones,
+/// each [`bounded`] (they come from the resource's status and annotations).
 fn tail(out: &mut String, family: &Family, labels: &[String], value: impl std::fmt::Display) {
     debug_assert_eq!(labels.len() + 4, family.labels.len(), "{}", family.name);
     for (k, v) in family.labels[4..].iter().zip(labels) {
         out.push(',');
         out.push_str(k);
         out.push_str("=\"");
-        escape_into(out, v);
+        escape_into(out, &bounded(v));
         out.push('"');
     }
     let _ = writeln!(out, "}} {value}");
@@ -784,6 +830,60 @@ pub struct Cursor {
     block: usize,
 }
 
+/// Cluster-level input to the exposition: the controllers and the role selectors.
+#[derive(Default)]
+pub struct ClusterMetrics<'a> {
+    pub controllers: &'a [ControllerSettings],
+    pub role_selectors: &'a [SelectorVerdict],
+}
+
+/// `ack_drift_controller_up` for every controller with a Deployment or a reason it cannot
+/// run (one without either is unknown, not up), and `ack_drift_controller_problem`.
+fn controller_blocks(c: &ClusterMetrics) -> Vec<(&'static Family, String)> {
+    let (mut up, mut problems) = (String::new(), String::new());
+    for s in c.controllers {
+        if s.deployment.is_none() && s.running() {
+            continue;
+        }
+        let (ns, name) = s
+            .deployment
+            .as_deref()
+            .and_then(|d| d.split_once('/'))
+            .unwrap_or(("", ""));
+        sample(
+            &mut up,
+            &CONTROLLER_UP,
+            &[&s.service, ns, name],
+            u8::from(s.running()),
+        );
+        let reasons: std::collections::BTreeSet<_> = s.problems.iter().map(|p| p.problem).collect();
+        for p in reasons {
+            sample(
+                &mut problems,
+                &CONTROLLER_PROBLEM,
+                &[&s.service, ns, name, p.as_str()],
+                1,
+            );
+        }
+    }
+    let mut selectors = String::new();
+    for v in c.role_selectors {
+        if let Some(reason) = v.invalid {
+            sample(
+                &mut selectors,
+                &ROLE_SELECTOR_INVALID,
+                &[&v.name, reason.as_str()],
+                1,
+            );
+        }
+    }
+    vec![
+        (&CONTROLLER_UP, up),
+        (&CONTROLLER_PROBLEM, problems),
+        (&ROLE_SELECTOR_INVALID, selectors),
+    ]
+}
+
 /// CloudTrail input to the exposition.
 pub struct TrailMetrics<'a> {
     pub tally: &'a TrailTally,
@@ -797,6 +897,7 @@ impl ResourceCache {
     pub fn prepare<'a>(
         &mut self,
         resources: impl IntoIterator<Item = ResourceInput<'a>>,
+        cluster: &ClusterMetrics,
         trail: Option<&TrailMetrics>,
         options: Options,
     ) -> Exposition {
@@ -834,6 +935,7 @@ impl ResourceCache {
             sample(&mut body, &RESOURCES, &[group, kind, ns], n);
         }
         blocks.push((&RESOURCES, body));
+        blocks.extend(controller_blocks(cluster));
         if let Some(t) = trail {
             blocks.extend(trail_blocks(t));
         }
@@ -986,6 +1088,7 @@ mod tests {
             region_drift: false,
             problems: Default::default(),
             effect: None,
+            region_effect: None,
             role_arn: None,
             role_error: None,
             matched_selectors: vec![],
@@ -1013,17 +1116,32 @@ mod tests {
     fn only_changed_resources_are_rendered_again() {
         let (mut r, mut o) = world();
         let mut cache = ResourceCache::default();
-        let first = cache.prepare(inputs(&r, &o), None, Options::default());
+        let first = cache.prepare(
+            inputs(&r, &o),
+            &ClusterMetrics::default(),
+            None,
+            Options::default(),
+        );
         assert_eq!(cache.rendered_last, 3);
         let mut a = String::new();
         first.write(Format::Text, &mut a);
 
-        let _ = cache.prepare(inputs(&r, &o), None, Options::default());
+        let _ = cache.prepare(
+            inputs(&r, &o),
+            &ClusterMetrics::default(),
+            None,
+            Options::default(),
+        );
         assert_eq!(cache.rendered_last, 0, "nothing changed, nothing rendered");
 
         o[1].status_account = Some("222222222222".into());
         o[1].account_drift = true;
-        let changed = cache.prepare(inputs(&r, &o), None, Options::default());
+        let changed = cache.prepare(
+            inputs(&r, &o),
+            &ClusterMetrics::default(),
+            None,
+            Options::default(),
+        );
         assert_eq!(cache.rendered_last, 1);
         let mut b = String::new();
         changed.write(Format::Text, &mut b);
@@ -1034,7 +1152,12 @@ mod tests {
 
         r.pop();
         o.pop();
-        let shrunk = cache.prepare(inputs(&r, &o), None, Options::default());
+        let shrunk = cache.prepare(
+            inputs(&r, &o),
+            &ClusterMetrics::default(),
+            None,
+            Options::default(),
+        );
         assert_eq!(cache.rendered_last, 0);
         let mut c = String::new();
         shrunk.write(Format::Text, &mut c);
@@ -1046,6 +1169,7 @@ mod tests {
         // Changing options renders everything again, and zeros go.
         let lean = cache.prepare(
             inputs(&r, &o),
+            &ClusterMetrics::default(),
             None,
             Options {
                 omit_zero_series: true,

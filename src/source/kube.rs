@@ -286,6 +286,10 @@ impl LiveCluster {
         let s = self.lock();
         let mut snap = ClusterSnapshot::default();
         for w in s.watches.values() {
+            if ack_service_of_group(&w.kind.0).is_some() {
+                let kinds = snap.ack_kinds.entry(w.kind.0.clone()).or_default();
+                kinds.insert(w.kind.1.clone());
+            }
             if !w.objects.is_empty() {
                 *snap.object_kinds.entry(w.kind.clone()).or_default() += w.objects.len();
             }
