@@ -112,6 +112,7 @@ pub fn publish(
         role_selectors: &evaluation.role_selectors,
     };
     let exposition = cache.prepare(inputs, &cluster, trail_metrics.as_ref(), options);
+    announce(evaluation, &mut cache.announced);
 
     let trail_input = trail.map(|t| TrailInput {
         tally: t.tally,
@@ -124,6 +125,36 @@ pub fn publish(
     state
         .published
         .store(Arc::new(Published { exposition, page }));
+}
+
+/// Logs each controller that cannot run and each invalid IAMRoleSelector once, when it
+/// appears (a changed reason is logged again).
+fn announce(evaluation: &Evaluation, announced: &mut std::collections::BTreeSet<String>) {
+    let mut now = std::collections::BTreeSet::new();
+    for c in &evaluation.controllers {
+        for p in &c.problems {
+            now.insert(format!(
+                "controller {} ({}) cannot run: {}: {}",
+                c.service,
+                c.deployment.as_deref().unwrap_or("no Deployment"),
+                p.problem.as_str(),
+                p.detail
+            ));
+        }
+    }
+    for s in &evaluation.role_selectors {
+        if let Some(r) = s.invalid {
+            now.insert(format!(
+                "IAMRoleSelector {} is invalid ({}): the ACK runtime never caches it",
+                s.name,
+                r.as_str()
+            ));
+        }
+    }
+    for line in now.difference(announced) {
+        warn!("{line}");
+    }
+    *announced = now;
 }
 
 fn publish_offline(state: &AppState, loaded: &Offline, config: &Config, cache: &mut ResourceCache) {

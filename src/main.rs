@@ -375,5 +375,12 @@ fn check_config(args: CheckConfigArgs) -> ExitCode {
     }
     let resolved = evaluate::controllers::resolve(&snapshot, &config);
     print!("{}", controllers::render(&resolved));
-    ExitCode::SUCCESS
+    let selectors = evaluate::role_selector::verdicts(&snapshot.role_selectors);
+    print!("{}", controllers::render_selectors(&selectors));
+    // Exit 1 when a controller cannot run: a CI gate on a manifest change catches it.
+    if resolved.iter().all(|c| c.running()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

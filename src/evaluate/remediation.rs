@@ -2,7 +2,9 @@
 //! run. The tool never runs them.
 
 use super::controllers::ControllerSettings;
-use super::ownership::{AccountSource, Effect, Ownership, Problem, RoleError, RoleErrorReason};
+use super::ownership::{
+    AccountSource, Effect, Ownership, Problem, RegionEffect, RoleError, RoleErrorReason,
+};
 use crate::model::{AckResource, TEAM_MAP};
 
 /// The `kubectl` resource argument for a CR: `securitygroup.ec2.services.k8s.aws`, which
@@ -16,6 +18,9 @@ pub fn steps(r: &AckResource, o: &Ownership, controller: &ControllerSettings) ->
     let kres = kubectl_resource(r);
     let target = format!("-n {} {} {}", r.namespace, kres, r.name);
     let unknown = "?".to_string();
+    if let Some(step) = idle_step(r, o, controller) {
+        out.push(step);
+    }
 
     if o.account_drift || o.region_drift {
         let (wrong_acct, right_acct) = (
@@ -50,6 +55,18 @@ pub fn steps(r: &AckResource, o: &Ownership, controller: &ControllerSettings) ->
             )),
             None => {}
         }
+        if o.region_effect == Some(RegionEffect::CallsWrongRegion) {
+            out.push(format!(
+                "The controller keeps calling region {wrong_region} for it: runtime {} reads the status region first.",
+                o.runtime
+            ));
+        }
+        if o.problems.contains(&Problem::TerminalMismatch) {
+            out.push(format!(
+                "Runtime {} refuses the status with a terminal error before any AWS call and writes no condition: the old conditions (even ACK.ResourceSynced=True) stay, and a plain delete hangs on the finalizer.",
+                o.runtime
+            ));
+        }
         out.push(format!(
             "Save the manifest: kubectl get {target} -o yaml > {}.{}.yaml",
             r.namespace, r.name
@@ -60,7 +77,10 @@ pub fn steps(r: &AckResource, o: &Ownership, controller: &ControllerSettings) ->
         out.push(format!(
             "Delete the CR: kubectl delete {target} --wait=false"
         ));
-        if o.effect == Some(Effect::Blocked) || o.problems.contains(&Problem::Terminal) {
+        if o.effect == Some(Effect::Blocked)
+            || o.region_effect == Some(RegionEffect::Blocked)
+            || o.problems.contains(&Problem::Terminal)
+        {
             out.push(format!(
                 "If it stays in Terminating, release the finalizer: kubectl patch {target} --type=merge -p '{{\"metadata\":{{\"finalizers\":null}}}}'"
             ));
@@ -94,6 +114,12 @@ pub fn steps(r: &AckResource, o: &Ownership, controller: &ControllerSettings) ->
     if let Some(e) = &o.role_error {
         out.push(role_step(o, e, controller));
     }
+    if o.problems.contains(&Problem::InvalidAccountId) {
+        out.push(format!(
+            "The namespace's services.k8s.aws/owner-account-id is not a 12-digit account id (the runtime looks it up as written): kubectl annotate namespace {} services.k8s.aws/owner-account-id=<12-digit account id> --overwrite",
+            r.namespace
+        ));
+    }
     if o.problems.contains(&Problem::RoleAccountMismatch) {
         out.push(format!(
             "The role {} is mapped for another account than the one it lives in: map each account id to a role in that account ({}).",
@@ -119,6 +145,44 @@ pub fn steps(r: &AckResource, o: &Ownership, controller: &ControllerSettings) ->
         ));
     }
     out
+}
+
+/// Why nothing happens to the resource, when its controller never reconciles it.
+fn idle_step(r: &AckResource, o: &Ownership, c: &ControllerSettings) -> Option<String> {
+    let deployment = c.deployment.as_deref().unwrap_or("(no Deployment found)");
+    if o.problems.contains(&Problem::ControllerNotRunning) {
+        let why: Vec<&str> = c.problems.iter().map(|p| p.detail.as_str()).collect();
+        return Some(format!(
+            "The {} controller {deployment} cannot run, so nothing reconciles this resource: {}. Fix the Deployment first (ack-drift-exporter check-config shows every reason).",
+            c.service,
+            why.join("; ")
+        ));
+    }
+    if !o.problems.contains(&Problem::NotReconciled) {
+        return None;
+    }
+    let why = if !c.watches(&r.namespace) {
+        format!("its namespace {} is not in --watch-namespace", r.namespace)
+    } else if c
+        .scope
+        .kinds
+        .as_ref()
+        .is_some_and(|k| !k.contains(&r.gvk.kind))
+    {
+        format!("kind {} is not in --reconcile-resources", r.gvk.kind)
+    } else {
+        let sel = c
+            .scope
+            .labels
+            .as_ref()
+            .map(|l| l.to_string())
+            .unwrap_or_default();
+        format!("its labels do not match --watch-selectors={sel}")
+    };
+    Some(format!(
+        "The {} controller {deployment} never reconciles this resource: {why}. Widen that flag, or leave the resource to a controller that reconciles it.",
+        c.service
+    ))
 }
 
 /// What to do about a failed role lookup, from the map, key and reason the runtime met.

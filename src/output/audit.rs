@@ -8,7 +8,11 @@ use serde::Serialize;
 
 use crate::evaluate::Evaluation;
 use crate::evaluate::cloudtrail::{Signal, TrailEvidence, TrailTally};
-use crate::evaluate::ownership::{AccountSource, Effect, Problem, RegionSource, RoleError};
+use crate::evaluate::ownership::{
+    AccountSource, Effect, Problem, RegionEffect, RegionSource, RoleError,
+};
+use crate::evaluate::role_selector::SelectorInvalid;
+use crate::evaluate::startup::StartupProblem;
 use crate::model::time::format_rfc3339;
 use crate::model::{ClusterSnapshot, ParseError};
 
@@ -20,9 +24,18 @@ pub struct TrailInput<'a> {
     pub errors: &'a [ParseError],
 }
 
+/// The audit JSON's version: bumped whenever a field changes meaning or goes away, or a
+/// field or section is added (README "Audit JSON", CHANGELOG).
+pub const SCHEMA_VERSION: u32 = 2;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditReport {
+    pub schema_version: u32,
     pub resources: Vec<ResourceReport>,
+    /// Every controller judged, and why one cannot run.
+    pub controllers: Vec<ControllerReport>,
+    /// Every IAMRoleSelector and whether the runtime accepts it.
+    pub role_selectors: Vec<SelectorReport>,
     /// `null` without trail input.
     pub cloudtrail: Option<CloudTrailReport>,
     pub cluster: ClusterReport,
@@ -47,6 +60,7 @@ pub struct ResourceReport {
     pub arn_account: Option<String>,
     pub problems: Vec<Problem>,
     pub effect: Option<Effect>,
+    pub region_effect: Option<RegionEffect>,
     /// `null` without trail input; a list (maybe empty) with it.
     pub error_events: Option<Vec<ErrorEvents>>,
     pub wrong_account_calls: Option<Vec<WrongAccountCalls>>,
@@ -60,6 +74,22 @@ pub struct ResourceReport {
     pub role_arn: Option<String>,
     /// The failed role lookup behind `role_unavailable`: map, key, reason.
     pub role_error: Option<RoleError>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ControllerReport {
+    pub service: String,
+    pub deployment: Option<String>,
+    pub runtime: String,
+    pub running: bool,
+    pub problems: Vec<StartupProblem>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SelectorReport {
+    pub name: String,
+    pub valid: bool,
+    pub reason: Option<SelectorInvalid>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -323,6 +353,7 @@ impl AuditReport {
                 arn_account: o.arn_account.clone(),
                 problems: o.problems.iter().copied().collect(),
                 effect: o.effect,
+                region_effect: o.region_effect,
                 error_events,
                 wrong_account_calls,
                 remediation: v.remediation.to_vec(),
@@ -335,7 +366,28 @@ impl AuditReport {
             });
         }
         AuditReport {
+            schema_version: SCHEMA_VERSION,
             resources,
+            controllers: evaluation
+                .controllers
+                .iter()
+                .map(|c| ControllerReport {
+                    service: c.service.clone(),
+                    deployment: c.deployment.clone(),
+                    runtime: c.runtime.to_string(),
+                    running: c.running(),
+                    problems: c.problems.clone(),
+                })
+                .collect(),
+            role_selectors: evaluation
+                .role_selectors
+                .iter()
+                .map(|v| SelectorReport {
+                    name: v.name.clone(),
+                    valid: v.invalid.is_none(),
+                    reason: v.invalid,
+                })
+                .collect(),
             cloudtrail: trail.map(cloudtrail_report),
             cluster: ClusterReport {
                 objects: snapshot.objects,
@@ -358,6 +410,9 @@ impl AuditReport {
     pub fn to_table(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "{}", self.headline());
+        for line in self.cluster_lines() {
+            let _ = writeln!(out, "{line}");
+        }
         out.push('\n');
         let with_trail = self.cloudtrail.is_some();
         let rows: Vec<Vec<String>> = self.resources.iter().map(|r| row(r, with_trail)).collect();
@@ -390,6 +445,9 @@ impl AuditReport {
     pub fn to_markdown(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "## ACK drift audit\n\n{}\n", self.headline());
+        for line in self.cluster_lines() {
+            let _ = writeln!(out, "- {}", md_escape(&line));
+        }
         let with_trail = self.cloudtrail.is_some();
         let head = header(with_trail);
         let _ = writeln!(out, "| {} |", head.join(" | "));
@@ -421,6 +479,34 @@ impl AuditReport {
             }
         }
         out
+    }
+
+    /// Controllers that cannot run and selectors the runtime rejects, one line each.
+    fn cluster_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for c in self.controllers.iter().filter(|c| !c.running) {
+            let why: Vec<String> = c
+                .problems
+                .iter()
+                .map(|p| format!("{} ({})", p.problem.as_str(), p.detail))
+                .collect();
+            lines.push(format!(
+                "Controller {} ({}) cannot run, so it reconciles nothing: {}",
+                c.service,
+                c.deployment.as_deref().unwrap_or("no Deployment"),
+                why.join("; ")
+            ));
+        }
+        for s in &self.role_selectors {
+            if let Some(r) = s.reason {
+                lines.push(format!(
+                    "IAMRoleSelector {} is invalid ({}): the runtime never uses it.",
+                    s.name,
+                    r.as_str()
+                ));
+            }
+        }
+        lines
     }
 
     fn input_errors(&self) -> Vec<&ParseError> {
@@ -493,9 +579,7 @@ fn row(r: &ResourceReport, with_trail: bool) -> Vec<String> {
         expected,
         region,
         drift.to_string(),
-        r.effect
-            .map(|e| e.as_str().to_string())
-            .unwrap_or_else(dash),
+        effects(r).unwrap_or_else(dash),
         if problems.is_empty() {
             dash()
         } else {
@@ -514,6 +598,19 @@ fn row(r: &ResourceReport, with_trail: bool) -> Vec<String> {
         cells.push(wrong.to_string());
     }
     cells
+}
+
+/// The account drift's effect, then the region drift's when it says something else.
+fn effects(r: &ResourceReport) -> Option<String> {
+    let account = r.effect.map(|e| e.as_str());
+    let region = r
+        .region_effect
+        .map(|e| e.as_str())
+        .filter(|e| Some(*e) != account);
+    match (account, region) {
+        (Some(a), Some(b)) => Some(format!("{a}+{b}")),
+        (a, b) => a.or(b).map(String::from),
+    }
 }
 
 /// One sentence with a resource's CloudTrail evidence, for the remediation section.

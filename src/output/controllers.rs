@@ -4,6 +4,8 @@ use std::fmt::Write as _;
 
 use crate::evaluate::ControllerSettings;
 use crate::evaluate::controllers::Origin;
+use crate::evaluate::role_selector::SelectorVerdict;
+use crate::evaluate::startup::Evidence;
 
 fn origin(o: Origin) -> &'static str {
     match o {
@@ -106,9 +108,54 @@ pub fn render(controllers: &[ControllerSettings]) -> String {
                 c.watch_namespaces.join(",")
             },
         );
+        row(
+            &mut out,
+            "runs",
+            if c.running() {
+                "yes".into()
+            } else {
+                "NO: it reconciles nothing".into()
+            },
+        );
+        for p in &c.problems {
+            let seen = match p.evidence {
+                Evidence::Predicted => "cannot start",
+                Evidence::Observed => "observed",
+            };
+            let _ = writeln!(
+                out,
+                "  problem: {} ({seen}): {}",
+                p.problem.as_str(),
+                p.detail
+            );
+        }
+        if let Some(k) = &c.scope.kinds {
+            let kinds: Vec<&str> = k.iter().map(String::as_str).collect();
+            row(&mut out, "reconciles kinds", kinds.join(","));
+        }
+        if let Some(l) = &c.scope.labels {
+            row(&mut out, "watch selectors", l.to_string());
+        }
         for n in &c.notes {
             let _ = writeln!(out, "  note: {n}");
         }
+    }
+    out
+}
+
+/// The IAMRoleSelectors and whether the runtime accepts each (`validateSelector`).
+pub fn render_selectors(selectors: &[SelectorVerdict]) -> String {
+    let mut out = String::new();
+    for s in selectors {
+        let _ = match s.invalid {
+            None => writeln!(out, "IAMRoleSelector {}: valid", s.name),
+            Some(r) => writeln!(
+                out,
+                "IAMRoleSelector {}: INVALID ({}): the runtime never caches it, so it matches nothing",
+                s.name,
+                r.as_str()
+            ),
+        };
     }
     out
 }

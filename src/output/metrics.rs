@@ -733,6 +733,8 @@ pub struct ResourceCache {
     verdicts: Interner<Parts<4>>,
     /// Resources rendered by the last `prepare` (the rest were reused).
     pub rendered_last: usize,
+    /// Cluster warnings already logged, each once while it holds.
+    pub announced: std::collections::BTreeSet<String>,
 }
 
 /// The prepared text of every non-health family.
