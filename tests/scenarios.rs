@@ -55,6 +55,7 @@ fn check_scenario(dir: &Path) {
             "summary.{field}"
         );
     }
+    check_controllers_and_selectors(&report, &expected);
 
     let trail = &report["cloudtrail"];
     if !with_trail {
@@ -112,6 +113,65 @@ fn account_rules_by_version() {
 #[test]
 fn carm_v2_and_selectors() {
     check_scenario(&common::fixture("scenarios/carm-v2-and-selectors"));
+}
+
+#[test]
+fn what_controllers_cannot_do() {
+    let dir = common::fixture("scenarios/what-controllers-cannot-do");
+    check_scenario(&dir);
+    // check-config names each reason and fails (exit 1) when a controller cannot run.
+    let run = common::run(&[
+        "check-config",
+        "--config",
+        &dir.join("config.yaml").display().to_string(),
+        "--kube-dir",
+        &dir.join("cluster").display().to_string(),
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    // Column padding aside.
+    let words = run.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    for line in [
+        "problem: undefined_flag (cannot start): --enable-carm is not defined by runtime v0.51.0",
+        "problem: no_available_replica (observed): 0 of 1 replicas available",
+        "IAMRoleSelector bad-arn: INVALID (invalid_arn)",
+        "IAMRoleSelector uat-tables: valid",
+        "reconciles kinds DBInstance",
+        "watch selectors team=payments",
+        "feature gate Nonsense is not defined by runtime v0.38.0",
+    ] {
+        assert!(words.contains(line), "{line}\n{}", run.stdout);
+    }
+}
+
+/// Per controller: whether it runs and its problem reasons; per selector: why it is invalid.
+fn check_controllers_and_selectors(report: &Value, expected: &Value) {
+    if let Some(want) = expected.get("controllers").and_then(Value::as_object) {
+        let got = report["controllers"].as_array().unwrap();
+        for (service, facts) in want {
+            let c = got
+                .iter()
+                .find(|c| c["service"] == service.as_str())
+                .unwrap_or_else(|| panic!("controller {service} missing"));
+            assert_eq!(c["running"], facts["running"], "{service}: running");
+            let reasons: Vec<&Value> = c["problems"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| &p["problem"])
+                .collect();
+            let wanted: Vec<&Value> = facts["problems"].as_array().unwrap().iter().collect();
+            assert_eq!(reasons, wanted, "{service}: problems");
+        }
+    }
+    if let Some(want) = expected.get("role_selectors").and_then(Value::as_object) {
+        let got = report["role_selectors"].as_array().unwrap();
+        assert_eq!(got.len(), want.len());
+        for s in got {
+            let name = s["name"].as_str().unwrap();
+            assert_eq!(&s["reason"], &want[name], "selector {name}");
+            assert_eq!(s["valid"], want[name].is_null(), "selector {name}");
+        }
+    }
 }
 
 #[test]

@@ -449,12 +449,15 @@ fn terminal_checks(w: &World, status: Status, r: &Replay) -> Result<(), Block> {
     if !w.controller.behaviour.status_mismatch_terminal {
         return Ok(());
     }
-    if status.region.is_some_and(|s| Some(s) != w.target_region) {
+    // Unknown target region (the controller's own is unknown): no conclusion either.
+    if let (Some(s), Some(t)) = (status.region, w.target_region)
+        && s != t
+    {
         return Err(Block::RegionMismatch);
     }
-    if status
-        .account
-        .is_some_and(|s| Some(s) != r.account.as_deref())
+    // With the working account unknown (the controller's own is), the comparison is unknown.
+    if let (Some(s), Some(a)) = (status.account, r.account.as_deref())
+        && s != a
     {
         return Err(Block::AccountMismatch);
     }
@@ -617,8 +620,11 @@ pub fn evaluate(
     let account_drift =
         matches!((&status_account, &expected_account), (Some(s), Some(e)) if s != e);
     let region_drift = matches!((&status_region, &expected_region), (Some(s), Some(e)) if s != e);
+    // Never reconciled: the status is never looked at, only what the target would need.
+    let idle = idle_problem(controller, resource);
+    let now = if idle.is_some() { &target } else { &actual };
     // What fails now, and, when the status is to be fixed, what the target will need.
-    let role_err = role_error(&actual)
+    let role_err = role_error(now)
         .or(role_error(&target).filter(|_| account_drift))
         .cloned();
     if conflict {
@@ -627,7 +633,7 @@ pub fn evaluate(
     if role_err.is_some() {
         problems.insert(Problem::RoleUnavailable);
     }
-    if target.role_account_mismatch || actual.role_account_mismatch {
+    if target.role_account_mismatch || now.role_account_mismatch {
         problems.insert(Problem::RoleAccountMismatch);
     }
     if expected_account.is_none() && !conflict && role_error(&target).is_none() {
@@ -639,7 +645,6 @@ pub fn evaluate(
     {
         problems.insert(Problem::InvalidAccountId);
     }
-    let idle = idle_problem(controller, resource);
     if let Some(p) = idle {
         problems.insert(p);
     }
