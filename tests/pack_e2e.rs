@@ -149,14 +149,17 @@ fn query(port: u16, promql: &str) -> Vec<Value> {
 }
 
 /// (alert name, resource "ns/Kind/name" or flow) the demo's facts call for.
-fn expected_alerts() -> BTreeSet<(String, String)> {
-    let facts: Value = serde_json::from_str(
-        &std::fs::read_to_string(common::root().join("examples/demo/expected.json")).unwrap(),
-    )
-    .unwrap();
+/// The alerts a folder's hand-written facts (`expected.json`) call for: (alert, subject).
+fn expected_alerts(facts: &Value) -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
     for (key, r) in facts["resources"].as_object().unwrap() {
         let mut add = |a: &str| out.insert((a.to_string(), key.clone()));
+        let problems: Vec<&str> = r["problems"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| p.as_str().unwrap())
+            .collect();
         if r["account_drift"] == true {
             add(if r["effect"] == "calls_wrong_account" {
                 "AckDriftCallsWrongAccount"
@@ -165,14 +168,23 @@ fn expected_alerts() -> BTreeSet<(String, String)> {
             });
         }
         if r["region_drift"] == true {
-            add("AckDriftRegionDrift");
+            add(if r["region_effect"] == "calls_wrong_region" {
+                "AckDriftCallsWrongAccount"
+            } else {
+                "AckDriftRegionDrift"
+            });
         }
-        for p in r["problems"].as_array().into_iter().flatten() {
-            match p.as_str().unwrap() {
+        let idle = problems
+            .iter()
+            .any(|p| ["controller_not_running", "not_reconciled"].contains(p));
+        for p in &problems {
+            match *p {
                 "role_unavailable" => add("AckDriftRoleUnavailable"),
                 "selector_conflict" => add("AckDriftSelectorConflict"),
-                "not_synced" => add("AckDriftResourceNotSynced"),
+                "not_synced" if !idle => add("AckDriftResourceNotSynced"),
                 "terminal" => add("AckDriftResourceTerminal"),
+                "terminal_mismatch" => add("AckDriftTerminalMismatch"),
+                "not_reconciled" => add("AckDriftResourceNotReconciled"),
                 _ => false,
             };
         }
@@ -190,7 +202,7 @@ fn expected_alerts() -> BTreeSet<(String, String)> {
             add("AckDriftWrongAccountCalls");
         }
     }
-    for f in facts["cross_account_min"].as_array().unwrap() {
+    for f in facts["cross_account_min"].as_array().into_iter().flatten() {
         if f["expected"] == false {
             out.insert((
                 "AckDriftUnexpectedCrossAccountCalls".into(),
@@ -202,10 +214,34 @@ fn expected_alerts() -> BTreeSet<(String, String)> {
             ));
         }
     }
+    for (service, c) in facts["controllers"].as_object().into_iter().flatten() {
+        if c["running"] == false {
+            let subject = format!("controller ack-system/ack-{service}-controller");
+            out.insert(("AckDriftControllerNotRunning".into(), subject));
+        }
+    }
+    for (name, reason) in facts["role_selectors"].as_object().into_iter().flatten() {
+        if !reason.is_null() {
+            out.insert((
+                "AckDriftRoleSelectorInvalid".into(),
+                format!("selector {name}"),
+            ));
+        }
+    }
     out
 }
 
 fn subject(labels: &Value) -> String {
+    if let Some(d) = labels.get("deployment") {
+        return format!(
+            "controller {}/{}",
+            labels["namespace"].as_str().unwrap(),
+            d.as_str().unwrap()
+        );
+    }
+    if labels.get("reason").is_some() {
+        return format!("selector {}", labels["name"].as_str().unwrap());
+    }
     match labels.get("name") {
         Some(name) => format!(
             "{}/{}/{}",
@@ -221,96 +257,142 @@ fn subject(labels: &Value) -> String {
     }
 }
 
-#[test]
-fn the_demo_pages_the_right_people_and_every_panel_has_data() {
-    let prometheus = tool(&["prometheus"]);
-    let alertmanager = tool(&["prometheus-alertmanager", "alertmanager"]);
-    let dir = common::scratch("pack-e2e");
-    let exporter = Server::start(&["--demo"]);
-    let (hook, received) = webhook();
+/// The exporter, Prometheus with the shipped rules, Alertmanager and the webhook, running.
+struct Pack {
+    /// Kept running for as long as the pack is.
+    _exporter: Server,
+    prom_port: u16,
+    dir: PathBuf,
+    /// Prometheus and Alertmanager.
+    _tools: (Guard, Guard),
+    received: Arc<Mutex<Vec<Value>>>,
+    alertmanager: &'static str,
+}
 
-    let am_port = free_port();
-    std::fs::write(
-        dir.join("alertmanager.yml"),
-        format!(
-            "route:\n  receiver: hook\n  group_by: [alertname, namespace, kind, name, caller_account, recipient_account]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: http://127.0.0.1:{hook}/\n        send_resolved: false\n"
-        ),
-    )
-    .unwrap();
-    let _am = start(
-        alertmanager,
-        &[
-            format!("--config.file={}", dir.join("alertmanager.yml").display()),
-            format!("--storage.path={}", dir.join("am-data").display()),
-            format!("--web.listen-address=127.0.0.1:{am_port}"),
-            "--cluster.listen-address=".into(),
-        ],
-        &dir,
-    );
+impl Pack {
+    fn start(exporter_args: &[&str], scratch: &str) -> Pack {
+        let prometheus = tool(&["prometheus"]);
+        let alertmanager = tool(&["prometheus-alertmanager", "alertmanager"]);
+        let dir = common::scratch(scratch);
+        let exporter = Server::start(exporter_args);
+        let (hook, received) = webhook();
 
-    let rules = fast_rules(&dir);
-    let prom_port = free_port();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\nscrape_configs:\n  - job_name: ack-drift-exporter\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
-            rules.display(),
-            exporter.port
-        ),
-    )
-    .unwrap();
-    let _prom = start(
-        prometheus,
-        &[
-            format!("--config.file={}", dir.join("prometheus.yml").display()),
-            format!("--storage.tsdb.path={}", dir.join("prom-data").display()),
-            format!("--web.listen-address=127.0.0.1:{prom_port}"),
-        ],
-        &dir,
-    );
-
-    // Wait until every expected alert reached the webhook (or the deadline).
-    let want = expected_alerts();
-    assert!(want.len() >= 6, "{want:?}");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let got = loop {
-        let got: BTreeMap<(String, String), Value> = received
-            .lock()
-            .unwrap()
-            .iter()
-            .flat_map(|body| body["alerts"].as_array().cloned().unwrap_or_default())
-            .map(|a| {
-                let l = &a["labels"];
-                (
-                    (l["alertname"].as_str().unwrap().to_string(), subject(l)),
-                    a.clone(),
-                )
-            })
-            .collect();
-        if want.iter().all(|k| got.contains_key(k)) || Instant::now() > deadline {
-            break got;
+        let am_port = free_port();
+        std::fs::write(
+            dir.join("alertmanager.yml"),
+            format!(
+                "route:\n  receiver: hook\n  group_by: [alertname, namespace, kind, name, deployment, caller_account, recipient_account]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: http://127.0.0.1:{hook}/\n        send_resolved: false\n"
+            ),
+        )
+        .unwrap();
+        let am = start(
+            alertmanager,
+            &[
+                format!("--config.file={}", dir.join("alertmanager.yml").display()),
+                format!("--storage.path={}", dir.join("am-data").display()),
+                format!("--web.listen-address=127.0.0.1:{am_port}"),
+                "--cluster.listen-address=".into(),
+            ],
+            &dir,
+        );
+        let rules = fast_rules(&dir);
+        let prom_port = free_port();
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\nscrape_configs:\n  - job_name: ack-drift-exporter\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+                rules.display(),
+                exporter.port
+            ),
+        )
+        .unwrap();
+        let prom = start(
+            prometheus,
+            &[
+                format!("--config.file={}", dir.join("prometheus.yml").display()),
+                format!("--storage.tsdb.path={}", dir.join("prom-data").display()),
+                format!("--web.listen-address=127.0.0.1:{prom_port}"),
+            ],
+            &dir,
+        );
+        Pack {
+            _exporter: exporter,
+            prom_port,
+            dir,
+            _tools: (prom, am),
+            received,
+            alertmanager,
         }
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    let fired: BTreeSet<(String, String)> = got.keys().cloned().collect();
-    let logs = || {
-        ["prometheus", alertmanager]
+    }
+
+    /// Waits (90 s at most) until every alert of `want` reached the webhook, then holds the
+    /// webhook to exactly `want`: nothing about healthy resources or the exporter itself.
+    fn paged_exactly(
+        &self,
+        want: &BTreeSet<(String, String)>,
+    ) -> BTreeMap<(String, String), Value> {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let got = loop {
+            let got: BTreeMap<(String, String), Value> = self
+                .received
+                .lock()
+                .unwrap()
+                .iter()
+                .flat_map(|body| body["alerts"].as_array().cloned().unwrap_or_default())
+                .map(|a| {
+                    let l = &a["labels"];
+                    (
+                        (l["alertname"].as_str().unwrap().to_string(), subject(l)),
+                        a.clone(),
+                    )
+                })
+                .collect();
+            if want.iter().all(|k| got.contains_key(k)) || Instant::now() > deadline {
+                break got;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        let fired: BTreeSet<(String, String)> = got.keys().cloned().collect();
+        assert!(
+            want.is_subset(&fired),
+            "missing: {:?}\nlogs:\n{}",
+            want.difference(&fired).collect::<Vec<_>>(),
+            self.logs()
+        );
+        assert_eq!(
+            fired.difference(want).collect::<Vec<_>>(),
+            Vec::<&(String, String)>::new()
+        );
+        got
+    }
+
+    fn logs(&self) -> String {
+        ["prometheus", self.alertmanager]
             .iter()
-            .map(|b| std::fs::read_to_string(dir.join(format!("{b}.log"))).unwrap_or_default())
+            .map(|b| std::fs::read_to_string(self.dir.join(format!("{b}.log"))).unwrap_or_default())
             .collect::<Vec<_>>()
             .join("\n")
-    };
-    assert!(
-        want.is_subset(&fired),
-        "missing: {:?}\nlogs:\n{}",
-        want.difference(&fired).collect::<Vec<_>>(),
-        logs()
-    );
-    // Nothing else: no alert about a healthy resource, none about the exporter itself.
-    assert_eq!(
-        fired.difference(&want).collect::<Vec<_>>(),
-        Vec::<&(String, String)>::new()
-    );
+    }
+}
+
+impl Drop for Pack {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn facts(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn the_demo_pages_the_right_people_and_every_panel_has_data() {
+    let pack = Pack::start(&["--demo"], "pack-e2e");
+    let prom_port = pack.prom_port;
+    let demo = facts(&common::root().join("examples/demo/expected.json"));
+    let want = expected_alerts(&demo);
+    assert!(want.len() >= 6, "{want:?}");
+    let got = pack.paged_exactly(&want);
     // What the on-call engineer reads names the resource, the account and where to look.
     let storm = &got[&(
         "AckDriftNotFoundStorm".to_string(),
@@ -331,11 +413,7 @@ fn the_demo_pages_the_right_people_and_every_panel_has_data() {
     );
 
     // Every dashboard query returns data here, except panels marked live-only.
-    let facts: Value = serde_json::from_str(
-        &std::fs::read_to_string(common::root().join("examples/demo/expected.json")).unwrap(),
-    )
-    .unwrap();
-    let resources: Vec<Vec<String>> = facts["resources"]
+    let resources: Vec<Vec<String>> = demo["resources"]
         .as_object()
         .unwrap()
         .keys()
@@ -388,7 +466,35 @@ fn the_demo_pages_the_right_people_and_every_panel_has_data() {
         }
     }
     assert!(checked >= 20, "{checked} queries checked");
-    drop(exporter);
-    drop((_prom, _am));
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn controllers_that_cannot_run_and_rejected_selectors_page_their_owners() {
+    let dir = common::fixture("scenarios/what-controllers-cannot-do");
+    let cluster = dir.join("cluster").display().to_string();
+    let config = dir.join("config.yaml").display().to_string();
+    let pack = Pack::start(
+        &["--kube-dir", &cluster, "--config", &config],
+        "pack-e2e-controllers",
+    );
+    let scenario = facts(&dir.join("expected.json"));
+    let want = expected_alerts(&scenario);
+    let count = |alert: &str| want.iter().filter(|(a, _)| a == alert).count();
+    assert_eq!(count("AckDriftControllerNotRunning"), 4, "{want:?}");
+    assert_eq!(count("AckDriftRoleSelectorInvalid"), 7, "{want:?}");
+    let got = pack.paged_exactly(&want);
+    // The page names the controller and why it cannot run, and the selector and its fault.
+    let ec2 = &got[&(
+        "AckDriftControllerNotRunning".to_string(),
+        "controller ack-system/ack-ec2-controller".to_string(),
+    )];
+    assert_eq!(ec2["labels"]["severity"], "critical");
+    let d = ec2["annotations"]["description"].as_str().unwrap();
+    assert!(d.contains("undefined_flag"), "{d}");
+    let bad = &got[&(
+        "AckDriftRoleSelectorInvalid".to_string(),
+        "selector bad-arn".to_string(),
+    )];
+    assert_eq!(bad["labels"]["reason"], "invalid_arn");
+    assert_eq!(bad["labels"]["severity"], "warning");
 }

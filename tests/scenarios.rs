@@ -120,7 +120,7 @@ fn what_controllers_cannot_do() {
     let dir = common::fixture("scenarios/what-controllers-cannot-do");
     check_scenario(&dir);
     // check-config names each reason and fails (exit 1) when a controller cannot run.
-    let run = common::run(&[
+    let run = common::run([
         "check-config",
         "--config",
         &dir.join("config.yaml").display().to_string(),

@@ -382,3 +382,113 @@ fn bad_flags_and_missing_inputs_exit_2() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("--web.listen-address"));
 }
+
+#[test]
+fn hostile_annotation_and_status_values_are_cut_on_metrics() {
+    let dir = common::scratch("serve-hostile");
+    let (account, region, kind) = ("1".repeat(400), "r".repeat(1000), "T".repeat(300));
+    std::fs::write(
+        dir.join("objects.yaml"),
+        format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: hostile\n  annotations:\n    services.k8s.aws/owner-account-id: \"{}\"\n---\n\
+             apiVersion: ec2.services.k8s.aws/v1alpha1\nkind: VPC\nmetadata:\n  name: v\n  namespace: hostile\n\
+             status:\n  ackResourceMetadata:\n    ownerAccountID: \"{account}\"\n    region: {region}\n  conditions:\n  - type: {kind}\n    status: \"True\"\n",
+            "9".repeat(300)
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("config.yaml"),
+        "controllers:\n  ec2:\n    default_account: '178394743802'\n    default_region: eu-west-2\n",
+    )
+    .unwrap();
+    let server = Server::start(&[
+        "--kube-dir",
+        dir.to_str().unwrap(),
+        "--config",
+        dir.join("config.yaml").to_str().unwrap(),
+    ]);
+    let text = server.get("/metrics").text();
+    let all = samples(&text);
+    let mut cut = 0;
+    for (name, labels) in all.keys() {
+        for v in labels.values() {
+            assert!(v.len() <= 128, "{name}: {} bytes", v.len());
+            cut += usize::from(v.ends_with('…'));
+        }
+    }
+    // Status account and region (info, drift gauges) and the condition type were all cut.
+    let info = value(&all, "ack_drift_resource_info", &[("name", "v")]);
+    assert_eq!(info, 1.0);
+    assert!(cut >= 5, "{cut} cut values\n{text}");
+    let region_drift = all
+        .keys()
+        .find(|(n, _)| n == "ack_drift_resource_region_drift")
+        .expect("the region drift is still reported");
+    assert!(region_drift.1["status_region"].starts_with("rrrr"));
+    // The annotation is no account id: reported as such.
+    assert_eq!(
+        value(
+            &all,
+            "ack_drift_resource_problem",
+            &[("name", "v"), ("problem", "invalid_account_id")]
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn controllers_and_selectors_are_on_metrics_as_the_scenario_says() {
+    let dir = common::fixture("scenarios/what-controllers-cannot-do");
+    let facts: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let server = Server::start(&[
+        "--kube-dir",
+        dir.join("cluster").to_str().unwrap(),
+        "--config",
+        dir.join("config.yaml").to_str().unwrap(),
+    ]);
+    let all = samples(&server.get("/metrics").text());
+    for (service, c) in facts["controllers"].as_object().unwrap() {
+        let deployment = format!("ack-{service}-controller");
+        let who = [
+            ("service", service.as_str()),
+            ("namespace", "ack-system"),
+            ("deployment", deployment.as_str()),
+        ];
+        let up = value(&all, "ack_drift_controller_up", &who);
+        assert_eq!(
+            up,
+            if c["running"] == true { 1.0 } else { 0.0 },
+            "{service}"
+        );
+        let served: BTreeSet<&str> = all
+            .keys()
+            .filter(|(n, l)| n == "ack_drift_controller_problem" && l["service"] == *service)
+            .map(|(_, l)| l["problem"].as_str())
+            .collect();
+        let want: BTreeSet<&str> = c["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
+        assert_eq!(served, want, "{service}");
+    }
+    for (name, reason) in facts["role_selectors"].as_object().unwrap() {
+        let served: Vec<&str> = all
+            .keys()
+            .filter(|(n, l)| n == "ack_drift_role_selector_invalid" && l["name"] == *name)
+            .map(|(_, l)| l["reason"].as_str())
+            .collect();
+        let want: Vec<&str> = reason.as_str().into_iter().collect();
+        assert_eq!(served, want, "selector {name}");
+    }
+    // Region drift carries its effect.
+    let fn_drift = value(
+        &all,
+        "ack_drift_resource_region_drift",
+        &[("name", "fn"), ("effect", "calls_wrong_region")],
+    );
+    assert_eq!(fn_drift, 1.0);
+}

@@ -684,22 +684,24 @@ impl RenderedResource {
     }
 }
 
-/// The longest label value taken from a resource's annotations or status: a hostile object
-/// cannot inflate `/metrics` (README "Label values").
-pub const MAX_LABEL_VALUE_CHARS: usize = 128;
+/// The longest label value (in bytes) taken from a resource's annotations or status: a
+/// hostile object cannot inflate `/metrics` (README "Label values").
+pub const MAX_LABEL_VALUE_BYTES: usize = 128;
 
-/// `v` cut to [`MAX_LABEL_VALUE_CHARS`] characters, the last one `…` when cut.
+/// The marker that ends a cut value.
+const CUT: &str = "…";
+
+/// `v` cut to at most [`MAX_LABEL_VALUE_BYTES`] bytes on a character boundary, ending in `…`
+/// when cut.
 pub fn bounded(v: &str) -> std::borrow::Cow<'_, str> {
-    match v.char_indices().nth(MAX_LABEL_VALUE_CHARS) {
-        None => v.into(),
-        Some(_) => {
-            let keep = v
-                .char_indices()
-                .nth(MAX_LABEL_VALUE_CHARS - 1)
-                .map_or(0, |(i, _)| i);
-            format!("{}…", &v[..keep]).into()
-        }
+    if v.len() <= MAX_LABEL_VALUE_BYTES {
+        return v.into();
     }
+    let mut keep = MAX_LABEL_VALUE_BYTES - CUT.len();
+    while !v.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}{CUT}", &v[..keep]).into()
 }
 
 /// Writes the tail of a per-resource sample: the labels after the four identifying ones,
@@ -1051,6 +1053,21 @@ mod tests {
         let mut text = String::new();
         RESOURCE_INFO.write_header(Format::Text, &mut text);
         assert!(text.contains("# TYPE ack_drift_resource_info gauge\n"));
+    }
+
+    #[test]
+    fn long_label_values_are_cut_on_a_character_boundary() {
+        let short = "x".repeat(MAX_LABEL_VALUE_BYTES);
+        assert_eq!(bounded(&short), short.as_str());
+        let long = "r".repeat(1000);
+        let cut = bounded(&long);
+        assert_eq!(cut.len(), MAX_LABEL_VALUE_BYTES);
+        assert!(cut.ends_with('…') && cut.starts_with("rrr"));
+        // Two-byte characters: the cut never splits one.
+        let wide = "é".repeat(100);
+        let cut = bounded(&wide);
+        assert!(cut.len() <= MAX_LABEL_VALUE_BYTES && cut.ends_with('…'));
+        assert_eq!(cut.chars().filter(|c| *c == 'é').count(), 62);
     }
 
     #[test]
