@@ -8,8 +8,10 @@ use std::process::Command;
 use common::http::Server;
 
 /// The DOM Chromium renders for `url`.
-fn chromium_dom(url: &str) -> String {
-    let profile = common::scratch("chromium-profile");
+/// The DOM Chromium renders; `profile` names its own profile folder (one per test, since
+/// Chromium refuses a profile another instance holds).
+fn chromium_dom(url: &str, profile: &str) -> String {
+    let profile = common::scratch(&format!("chromium-{profile}"));
     let out = Command::new("chromium")
         .args([
             "--headless",
@@ -70,7 +72,7 @@ fn visible_text(dom: &str) -> String {
 #[test]
 fn the_landing_page_shows_drift_evidence_and_remediation() {
     let server = Server::start(&["--demo"]);
-    let dom = chromium_dom(&format!("http://127.0.0.1:{}/", server.port));
+    let dom = chromium_dom(&format!("http://127.0.0.1:{}/", server.port), "demo");
     assert!(dom.contains("<title>ACK drift exporter</title>"), "{dom}");
     assert!(
         !dom.contains("<script"),
@@ -94,10 +96,12 @@ fn the_landing_page_shows_drift_evidence_and_remediation() {
     );
     assert!(
         text.contains(
-            "uat/Bucket/uat-artifacts 474417630776 474417630776 (namespace) eu-west-1 → eu-west-2"
+            "uat/Bucket/uat-artifacts 474417630776 474417630776 (namespace) eu-west-1 → eu-west-2 blocked"
         ),
         "{text}"
     );
+    // Every controller of the demo runs: no such section.
+    assert!(!text.contains("Controllers that cannot run"), "{text}");
     // Evidence and remediation of the incident.
     assert!(text.contains("CloudTrail: 30 error events (30 × InvalidVpcID.NotFound in 178394743802/eu-west-2); 30 calls in another account than 474417630776."), "{text}");
     assert!(text.contains(
@@ -117,4 +121,41 @@ fn the_landing_page_shows_drift_evidence_and_remediation() {
     );
     // Healthy resources are not listed as drifted.
     assert!(!text.contains("dev/SecurityGroup/amq-dev"));
+}
+
+#[test]
+fn the_landing_page_leads_with_controllers_that_cannot_run_and_rejected_selectors() {
+    let dir = common::fixture("scenarios/what-controllers-cannot-do");
+    let server = Server::start(&[
+        "--kube-dir",
+        dir.join("cluster").to_str().unwrap(),
+        "--config",
+        dir.join("config.yaml").to_str().unwrap(),
+    ]);
+    let dom = chromium_dom(&format!("http://127.0.0.1:{}/", server.port), "controllers");
+    let text = visible_text(&dom);
+    let controllers = text.find("Controllers that cannot run (4)").expect(&text);
+    let drifted = text.find("Drifted resources").expect(&text);
+    assert!(controllers < drifted, "{text}");
+    assert!(
+        text.contains("ec2 (ack-system/ack-ec2-controller) v0.51.0 undefined_flag: --enable-carm is not defined by runtime v0.51.0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sqs (ack-system/ack-sqs-controller) v0.62.0 no_available_replica: 0 of 1 replicas available"),
+        "{text}"
+    );
+    assert!(
+        text.contains("IAMRoleSelectors the runtime rejects (7)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("bad-arn: invalid_arn (it matches nothing)"),
+        "{text}"
+    );
+    // The region drift before v0.53 says where the calls go.
+    assert!(
+        text.contains("uat/Function/fn 474417630776 474417630776 (namespace) eu-west-1 → eu-west-2 calls_wrong_region"),
+        "{text}"
+    );
 }

@@ -77,9 +77,15 @@ pub fn steps(r: &AckResource, o: &Ownership, controller: &ControllerSettings) ->
         out.push(format!(
             "Delete the CR: kubectl delete {target} --wait=false"
         ));
+        // Nobody removes the finalizer of a blocked resource, nor of one nothing reconciles.
+        let stuck = [
+            Problem::Terminal,
+            Problem::ControllerNotRunning,
+            Problem::NotReconciled,
+        ];
         if o.effect == Some(Effect::Blocked)
             || o.region_effect == Some(RegionEffect::Blocked)
-            || o.problems.contains(&Problem::Terminal)
+            || stuck.iter().any(|p| o.problems.contains(p))
         {
             out.push(format!(
                 "If it stays in Terminating, release the finalizer: kubectl patch {target} --type=merge -p '{{\"metadata\":{{\"finalizers\":null}}}}'"

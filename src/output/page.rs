@@ -74,6 +74,7 @@ Metrics at <a href="{}">{}</a> · <a href="/healthz">/healthz</a> · <a href="/r
         esc(telemetry_path)
     );
 
+    cluster_sections(&mut h, report);
     let drifted: Vec<&ResourceReport> = report
         .resources
         .iter()
@@ -103,7 +104,7 @@ Metrics at <a href="{}">{}</a> · <a href="/healthz">/healthz</a> · <a href="/r
                     (Some(a), Some(b)) if a != b => format!("{} → {}", esc(a), esc(b)),
                     (a, b) => or_dash(if a.is_some() { a } else { b }),
                 },
-                eff = r.effect.map_or("–", |e| e.as_str()),
+                eff = effects(r),
             );
         }
         h.push_str("</table>\n");
@@ -215,6 +216,66 @@ Metrics at <a href="{}">{}</a> · <a href="/healthz">/healthz</a> · <a href="/r
     }
     h.push_str("</body></html>\n");
     h
+}
+
+/// The account drift's effect and the region drift's, when they differ.
+fn effects(r: &ResourceReport) -> String {
+    let account = r.effect.map(|e| e.as_str());
+    let region = r
+        .region_effect
+        .map(|e| e.as_str())
+        .filter(|e| Some(*e) != account);
+    match (account, region) {
+        (Some(a), Some(b)) => format!("{a} + {b}"),
+        (a, b) => a.or(b).unwrap_or("–").to_string(),
+    }
+}
+
+/// Controllers that cannot run and IAMRoleSelectors the runtime rejects: first, because
+/// every resource of such a controller waits on it.
+fn cluster_sections(h: &mut String, report: &AuditReport) {
+    let down: Vec<_> = report.controllers.iter().filter(|c| !c.running).collect();
+    if !down.is_empty() {
+        let _ = writeln!(h, "<h2>Controllers that cannot run ({})</h2>", down.len());
+        h.push_str(
+            "<table id=\"controllers\"><tr><th>Controller</th><th>Runtime</th><th>Why</th></tr>\n",
+        );
+        for c in down {
+            let why: Vec<String> = c
+                .problems
+                .iter()
+                .map(|p| format!("{}: {}", p.problem.as_str(), esc(&p.detail)))
+                .collect();
+            let _ = writeln!(
+                h,
+                "<tr><td>{} ({})</td><td>{}</td><td class=\"bad\">{}</td></tr>",
+                esc(&c.service),
+                c.deployment
+                    .as_deref()
+                    .map_or("no Deployment".to_string(), esc),
+                esc(&c.runtime),
+                why.join("<br>")
+            );
+        }
+        h.push_str("</table>\n");
+    }
+    let invalid: Vec<_> = report.role_selectors.iter().filter(|s| !s.valid).collect();
+    if !invalid.is_empty() {
+        let _ = writeln!(
+            h,
+            "<h2>IAMRoleSelectors the runtime rejects ({})</h2><ul id=\"selectors\">",
+            invalid.len()
+        );
+        for s in invalid {
+            let _ = writeln!(
+                h,
+                "<li class=\"bad\">{}: {} (it matches nothing)</li>",
+                esc(&s.name),
+                s.reason.map_or("", |r| r.as_str())
+            );
+        }
+        h.push_str("</ul>\n");
+    }
 }
 
 fn anchor(r: &ResourceReport) -> String {
