@@ -88,6 +88,99 @@ fn the_seed_cluster_listed_live_audits_like_its_dump() {
     assert_eq!(l["cluster"]["parse_errors"], 0);
 }
 
+/// A CRD as the API server reports it once established, for a kind no fixture has.
+fn crd(group: &str, kind: &str) -> Value {
+    let plural = format!("{}s", kind.to_ascii_lowercase());
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.{group}")},
+        "spec": {
+            "group": group,
+            "names": {"kind": kind, "plural": plural, "singular": kind.to_ascii_lowercase(),
+                      "listKind": format!("{kind}List")},
+            "scope": "Namespaced",
+            "versions": [{"name": "v1alpha1", "served": true, "storage": true}]
+        },
+        "status": {"conditions": [{"type": "Established", "status": "True"}],
+                   "storedVersions": ["v1alpha1"]}
+    })
+}
+
+#[test]
+fn controllers_that_cannot_run_are_judged_live_as_from_the_dump() {
+    let dir = common::fixture("scenarios/what-controllers-cannot-do");
+    let fake = FakeApiServer::start();
+    fake.apply_path(&dir.join("cluster"));
+    apply_crds(&fake, &["services.k8s.aws_iamroleselectors.yaml"]);
+    for (group, kind) in [
+        ("ec2", "SecurityGroup"),
+        ("s3", "Bucket"),
+        ("dynamodb", "Table"),
+        ("rds", "DBInstance"),
+        ("rds", "DBCluster"),
+        ("sqs", "Queue"),
+        ("sns", "Topic"),
+        ("kms", "Key"),
+        ("lambda", "Function"),
+    ] {
+        fake.apply(crd(&format!("{group}.services.k8s.aws"), kind));
+    }
+    let kc = kubeconfig(&fake, "live-controllers");
+    let audit = |source: [&str; 2]| {
+        let config = dir.join("config.yaml").display().to_string();
+        let run = common::run([
+            "audit", source[0], source[1], "--config", &config, "--output", "json",
+        ]);
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        run.json()
+    };
+    let live = audit(["--kubeconfig", kc.to_str().unwrap()]);
+    let offline = audit(["--kube-dir", dir.join("cluster").to_str().unwrap()]);
+    let by_key = |v: &Value| -> Vec<(String, Value)> {
+        let mut out: Vec<(String, Value)> = v["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (common::resource_key(r), r.clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    };
+    assert_eq!(by_key(&live), by_key(&offline));
+    // Deployment status (sqs: no available replica) and CRD kinds (rds) arrive live too.
+    assert_eq!(live["controllers"], offline["controllers"]);
+    assert_eq!(live["role_selectors"], offline["role_selectors"]);
+    assert_eq!(live["summary"], offline["summary"]);
+
+    // The CRDs the live source follows hold --reconcile-resources to the group's kinds.
+    let mut rds = fake
+        .objects("apps/v1", "Deployment")
+        .into_iter()
+        .find(|d| d["metadata"]["name"] == "ack-rds-controller")
+        .unwrap();
+    rds["spec"]["template"]["spec"]["containers"][0]["args"][2] =
+        json!("--reconcile-resources=DBInstance,DBProxy");
+    fake.apply(rds);
+    let live = audit(["--kubeconfig", kc.to_str().unwrap()]);
+    let rds = live["controllers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["service"] == "rds")
+        .unwrap()
+        .clone();
+    assert_eq!(rds["running"], false, "{rds}");
+    assert_eq!(rds["problems"][0]["problem"], "unsupported_reconcile_kind");
+    assert!(
+        rds["problems"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("\"DBProxy\""),
+        "{rds}"
+    );
+}
+
 /// Samples of a classic text exposition: `name{labels}` → value.
 fn scrape(server: &Server) -> Vec<(String, f64)> {
     server

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use serde_json::Value;
 
+use ack_drift_exporter::evaluate::label_selector::LabelSelector;
 use ack_drift_exporter::model::account::{arn_account, is_account_id};
+use ack_drift_exporter::model::controller::parse_feature_gates;
 use ack_drift_exporter::model::controller::{expand_vars, parse_flags};
 use ack_drift_exporter::model::object::classify;
 use ack_drift_exporter::model::trail::parse_record;
@@ -172,5 +174,31 @@ proptest! {
     #[test]
     fn text_without_dollar_is_unchanged(s in "[^$]{0,40}") {
         prop_assert_eq!(expand_vars(&s, &BTreeMap::new()), s);
+    }
+
+    #[test]
+    fn label_selectors_never_panic_and_print_back_to_themselves(
+        s in prop_oneof![
+            "\\PC{0,40}",
+            "[a-z!=(), ]{0,30}",
+            "(team|env|x/y)(=|==|!=| in | notin )(\\(a,b\\)|a|)(,[a-z]{1,3})?",
+        ]
+    ) {
+        // labels.Parse either fails with a position inside the input or gives a selector
+        // whose printed form parses to the same selector.
+        match LabelSelector::parse(&s) {
+            Ok(sel) => {
+                let again = LabelSelector::parse(&sel.to_string());
+                prop_assert_eq!(again.as_ref(), Ok(&sel), "{} -> {}", s, sel);
+            }
+            Err(e) => prop_assert!(e.position <= s.len(), "{e} for {s:?}"),
+        }
+    }
+
+    #[test]
+    fn feature_gates_never_panic_and_keep_only_booleans(s in "[A-Za-z=, ]{0,30}") {
+        if let Ok(gates) = parse_feature_gates(&s) {
+            prop_assert!(gates.keys().all(|k| !k.is_empty() && k.trim() == k));
+        }
     }
 }

@@ -484,6 +484,20 @@ fn controllers_and_selectors_are_on_metrics_as_the_scenario_says() {
         let want: Vec<&str> = reason.as_str().into_iter().collect();
         assert_eq!(served, want, "selector {name}");
     }
+    // Each is logged once, as a warning.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let wanted = [
+        "IAMRoleSelector bad-arn is invalid (invalid_arn)",
+        "controller ec2 (ack-system/ack-ec2-controller) cannot run: undefined_flag",
+    ];
+    loop {
+        let log = server.stderr.lock().unwrap().clone();
+        if wanted.iter().all(|w| log.matches(w).count() == 1) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{log}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // Region drift carries its effect.
     let fn_drift = value(
         &all,

@@ -241,3 +241,113 @@ fn role_step(o: &Ownership, e: &RoleError, controller: &ControllerSettings) -> S
         "The controller finds no usable role{condition}: {why}. Set it: kubectl -n {sys} patch configmap {map} --type merge -p '{{\"data\":{{\"{key}\":\"{example}\"}}}}'"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::evaluate::controllers::resolve;
+    use crate::evaluate::ownership;
+    use crate::evaluate::startup::{ControllerProblem, Evidence, StartupProblem};
+    use crate::model::{AckMetadata, ClusterSnapshot, Gvk, Namespace};
+
+    const DEV: &str = "178394743802";
+
+    /// The steps for a VPC in `namespace` with status `(account, region)`, its ec2 controller
+    /// on `runtime` (own account DEV in eu-west-2) changed by `tweak`.
+    fn steps_for(
+        runtime: &str,
+        namespace: Namespace,
+        status: (&str, &str),
+        tweak: impl Fn(&mut ControllerSettings),
+    ) -> Vec<String> {
+        let config = Config::parse(&format!(
+            "controllers:\n  ec2:\n    runtime: {runtime}\n    default_account: '{DEV}'\n    default_region: eu-west-2\n"
+        ))
+        .unwrap();
+        let mut snapshot = ClusterSnapshot::default();
+        let r = AckResource {
+            gvk: Gvk {
+                group: "ec2.services.k8s.aws".into(),
+                version: "v1alpha1".into(),
+                kind: "VPC".into(),
+            }
+            .into(),
+            namespace: namespace.name.clone(),
+            name: "v".into(),
+            metadata: Some(AckMetadata {
+                arn: None,
+                owner_account_id: Some(status.0.into()),
+                region: Some(status.1.into()),
+            }),
+            ..Default::default()
+        };
+        snapshot
+            .namespaces
+            .insert(namespace.name.clone(), namespace);
+        snapshot.resources.push(r.clone().into());
+        let mut c = resolve(&snapshot, &config).remove(0);
+        tweak(&mut c);
+        steps(&r, &ownership::evaluate(&snapshot, &c, &r), &c)
+    }
+
+    fn dev() -> Namespace {
+        Namespace {
+            name: "dev".into(),
+            ..Default::default()
+        }
+    }
+
+    fn has(steps: &[String], text: &str) -> bool {
+        steps.iter().any(|s| s.contains(text))
+    }
+
+    #[test]
+    fn each_new_verdict_has_its_step() {
+        let region = (DEV, "eu-west-1");
+        let finalizer = "release the finalizer";
+        // Before v0.53 the stale region is called; no hang to warn about.
+        let s = steps_for("v0.52.0", dev(), region, |_| {});
+        assert!(has(&s, "keeps calling region eu-west-1"), "{s:?}");
+        assert!(!has(&s, finalizer), "{s:?}");
+        // From v0.53 it is terminal, without a condition, and the delete hangs.
+        let s = steps_for("v0.53.0", dev(), region, |_| {});
+        assert!(has(&s, "refuses the status with a terminal error"), "{s:?}");
+        assert!(has(&s, finalizer), "{s:?}");
+        // A controller that cannot run comes first, and nobody removes the finalizer.
+        let s = steps_for("v0.62.0", dev(), region, |c| {
+            c.problems.push(StartupProblem {
+                problem: ControllerProblem::UndefinedFlag,
+                evidence: Evidence::Predicted,
+                detail: "--x is not defined".into(),
+            })
+        });
+        assert!(
+            s[0].contains("cannot run, so nothing reconciles this resource: --x is not defined"),
+            "{s:?}"
+        );
+        assert!(has(&s, finalizer), "{s:?}");
+        // A kind outside --reconcile-resources.
+        let s = steps_for("v0.62.0", dev(), region, |c| {
+            c.scope.kinds = Some(["Subnet".to_string()].into_iter().collect())
+        });
+        assert!(
+            s[0].contains("kind VPC is not in --reconcile-resources"),
+            "{s:?}"
+        );
+        // An owner account that is no account id.
+        let typo = Namespace {
+            name: "typo".into(),
+            owner_account_id: Some("1234".into()),
+            ..Default::default()
+        };
+        let s = steps_for("v0.62.0", typo, (DEV, "eu-west-2"), |_| {});
+        assert!(
+            has(
+                &s,
+                "kubectl annotate namespace typo services.k8s.aws/owner-account-id="
+            ),
+            "{s:?}"
+        );
+    }
+}
