@@ -37,6 +37,18 @@ fn seed_fake() -> FakeApiServer {
     fake
 }
 
+/// An audit's resources by `namespace/kind/name`, in key order.
+fn by_key(v: &Value) -> Vec<(String, Value)> {
+    let mut out: Vec<(String, Value)> = v["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (common::resource_key(r), r.clone()))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
 fn kubeconfig(fake: &FakeApiServer, name: &str) -> std::path::PathBuf {
     fake.write_kubeconfig(&common::scratch(name))
 }
@@ -72,16 +84,6 @@ fn the_seed_cluster_listed_live_audits_like_its_dump() {
     assert_eq!(live.code, 1, "{}", live.stderr);
     assert_eq!(offline.code, 1);
     let (l, o) = (live.json(), offline.json());
-    let by_key = |v: &Value| -> Vec<(String, Value)> {
-        let mut out: Vec<(String, Value)> = v["resources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| (common::resource_key(r), r.clone()))
-            .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
-    };
     assert_eq!(by_key(&l), by_key(&o));
     assert_eq!(l["summary"], o["summary"]);
     assert_eq!(l["cloudtrail"], o["cloudtrail"]);
@@ -137,16 +139,6 @@ fn controllers_that_cannot_run_are_judged_live_as_from_the_dump() {
     };
     let live = audit(["--kubeconfig", kc.to_str().unwrap()]);
     let offline = audit(["--kube-dir", dir.join("cluster").to_str().unwrap()]);
-    let by_key = |v: &Value| -> Vec<(String, Value)> {
-        let mut out: Vec<(String, Value)> = v["resources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| (common::resource_key(r), r.clone()))
-            .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
-    };
     assert_eq!(by_key(&live), by_key(&offline));
     // Deployment status (sqs: no available replica) and CRD kinds (rds) arrive live too.
     assert_eq!(live["controllers"], offline["controllers"]);

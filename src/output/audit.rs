@@ -76,6 +76,22 @@ pub struct ResourceReport {
     pub role_error: Option<RoleError>,
 }
 
+impl ResourceReport {
+    /// The account drift's effect, then the region drift's when it says something else,
+    /// joined by `sep`.
+    pub fn effects(&self, sep: &str) -> Option<String> {
+        let account = self.effect.map(|e| e.as_str());
+        let region = self
+            .region_effect
+            .map(|e| e.as_str())
+            .filter(|e| Some(*e) != account);
+        match (account, region) {
+            (Some(a), Some(b)) => Some(format!("{a}{sep}{b}")),
+            (a, b) => a.or(b).map(String::from),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ControllerReport {
     pub service: String,
@@ -579,7 +595,7 @@ fn row(r: &ResourceReport, with_trail: bool) -> Vec<String> {
         expected,
         region,
         drift.to_string(),
-        effects(r).unwrap_or_else(dash),
+        r.effects("+").unwrap_or_else(dash),
         if problems.is_empty() {
             dash()
         } else {
@@ -598,19 +614,6 @@ fn row(r: &ResourceReport, with_trail: bool) -> Vec<String> {
         cells.push(wrong.to_string());
     }
     cells
-}
-
-/// The account drift's effect, then the region drift's when it says something else.
-fn effects(r: &ResourceReport) -> Option<String> {
-    let account = r.effect.map(|e| e.as_str());
-    let region = r
-        .region_effect
-        .map(|e| e.as_str())
-        .filter(|e| Some(*e) != account);
-    match (account, region) {
-        (Some(a), Some(b)) => Some(format!("{a}+{b}")),
-        (a, b) => a.or(b).map(String::from),
-    }
 }
 
 /// One sentence with a resource's CloudTrail evidence, for the remediation section.

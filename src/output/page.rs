@@ -104,7 +104,7 @@ Metrics at <a href="{}">{}</a> · <a href="/healthz">/healthz</a> · <a href="/r
                     (Some(a), Some(b)) if a != b => format!("{} → {}", esc(a), esc(b)),
                     (a, b) => or_dash(if a.is_some() { a } else { b }),
                 },
-                eff = effects(r),
+                eff = r.effects(" + ").unwrap_or_else(|| "–".into()),
             );
         }
         h.push_str("</table>\n");
@@ -216,19 +216,6 @@ Metrics at <a href="{}">{}</a> · <a href="/healthz">/healthz</a> · <a href="/r
     }
     h.push_str("</body></html>\n");
     h
-}
-
-/// The account drift's effect and the region drift's, when they differ.
-fn effects(r: &ResourceReport) -> String {
-    let account = r.effect.map(|e| e.as_str());
-    let region = r
-        .region_effect
-        .map(|e| e.as_str())
-        .filter(|e| Some(*e) != account);
-    match (account, region) {
-        (Some(a), Some(b)) => format!("{a} + {b}"),
-        (a, b) => a.or(b).unwrap_or("–").to_string(),
-    }
 }
 
 /// Controllers that cannot run and IAMRoleSelectors the runtime rejects: first, because
