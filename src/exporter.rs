@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 use crate::config::{Config, DEFAULT_WINDOW};
 use crate::evaluate::cloudtrail::{self, TrailEvidence, TrailTally};
 use crate::evaluate::lookup_plan::{self, LookupPlan};
+use crate::evaluate::release_table::RuntimeSource;
 use crate::evaluate::{Evaluation, EvaluationCache, evaluate_with};
 use crate::model::{ClusterSnapshot, ParseError};
 use crate::offline::{self, Input, Offline, Window};
@@ -132,6 +133,12 @@ pub fn publish(
 fn announce(evaluation: &Evaluation, announced: &mut std::collections::BTreeSet<String>) {
     let mut now = std::collections::BTreeSet::new();
     for c in &evaluation.controllers {
+        let guessed = c.deployment.is_some() && c.runtime_source == RuntimeSource::Default;
+        for n in c.notes.iter().filter(|_| guessed) {
+            if n.contains("judged as the newest runtime known") {
+                now.insert(format!("controller {} runtime: {n}", c.service));
+            }
+        }
         for p in &c.problems {
             now.insert(format!(
                 "controller {} ({}) cannot run: {}: {}",

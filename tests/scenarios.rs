@@ -269,11 +269,52 @@ fn seed_window_counts_only_the_last_stretch() {
 }
 
 #[test]
-fn seed_incident_without_its_config_is_blocked_not_calling() {
-    // Without `runtime: legacy` the default (strict) runtime applies: the same drift blocks.
-    let (_, sg) = seed_audit(&[]);
-    assert_eq!(sg["effect"], "blocked");
+fn seed_incident_is_diagnosed_without_any_config() {
+    // ec2-controller:1.2.0 pins runtime v0.28.0: the stale status wins, the calls go to dev.
+    let (report, sg) = seed_audit(&[]);
+    assert_eq!(sg["effect"], "calls_wrong_account");
     assert_eq!(sg["account_drift"], true);
+    assert_eq!(sg["called_account"], "178394743802");
+    let ec2 = &report["controllers"][0];
+    assert_eq!(
+        (
+            &ec2["runtime"],
+            &ec2["runtime_source"],
+            &ec2["controller_version"]
+        ),
+        (
+            &Value::from("v0.28.0"),
+            &Value::from("image"),
+            &Value::from("1.2.0")
+        )
+    );
+}
+
+/// The runtime each scenario's config names (taken by hand from the controllers' `go.mod`)
+/// is the one the release table gives for its image.
+#[test]
+fn the_release_table_gives_the_runtimes_the_scenario_configs_name() {
+    let mut checked = 0;
+    for name in [
+        "account-rules-by-version",
+        "carm-v2-and-selectors",
+        "what-controllers-cannot-do",
+    ] {
+        let dir = common::fixture(&format!("scenarios/{name}"));
+        let config: Value =
+            serde_saphyr::from_str(&std::fs::read_to_string(dir.join("config.yaml")).unwrap())
+                .unwrap();
+        let cluster = dir.join("cluster").display().to_string();
+        let report = common::run(["audit", "--kube-dir", &cluster, "--output", "json"]).json();
+        for c in report["controllers"].as_array().unwrap() {
+            let service = c["service"].as_str().unwrap();
+            let named = &config["controllers"][service]["runtime"];
+            assert_eq!(&c["runtime"], named, "{name}: {service}");
+            assert_eq!(c["runtime_source"], "image", "{name}: {service}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 22);
 }
 
 #[test]

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use super::release_table::{self, RuntimeSource};
 use super::runtime::{OLDEST_MODELLED, RuntimeBehaviour};
 use super::startup::{self, ReconcileScope, StartFacts, StartupProblem};
 use crate::config::Config;
@@ -44,7 +45,14 @@ pub struct ControllerSettings {
     /// The ACK runtime the controller was built with, and the config's name for it.
     pub runtime: RuntimeVersion,
     pub runtime_name: Option<RuntimeName>,
-    pub runtime_origin: Origin,
+    pub runtime_source: RuntimeSource,
+    /// The untagged runtime commit (Go pseudo-version) the release pins, whose own flags
+    /// count; `runtime` is then the newest release that commit contains.
+    pub runtime_commit: Option<&'static str>,
+    /// The listed controller release whose runtime was taken (the image tag, or the nearest).
+    pub runtime_release: Option<String>,
+    /// Declared under `controllers:` in the config.
+    pub configured: bool,
     /// What that runtime does (derived from `runtime`).
     pub behaviour: RuntimeBehaviour,
     /// `--enable-carm` as given (the runtime's default is true; before v0.52 there is no
@@ -96,7 +104,10 @@ impl ControllerSettings {
             default_region_origin: Origin::Unknown,
             runtime: RuntimeVersion::default(),
             runtime_name: None,
-            runtime_origin: Origin::Default,
+            runtime_source: RuntimeSource::Default,
+            runtime_commit: None,
+            runtime_release: None,
+            configured: false,
             behaviour: RuntimeBehaviour::of(RuntimeVersion::default()),
             enable_carm: true,
             carm: true,
@@ -119,6 +130,12 @@ pub fn resolve(snapshot: &ClusterSnapshot, config: &Config) -> Vec<ControllerSet
         let mut s = ControllerSettings::unknown(&d.service);
         s.deployment = Some(format!("{}/{}", d.namespace, d.name));
         s.version = d.version.clone();
+        let image = release_table::runtime_of_image(&d.service, d.version.as_deref());
+        s.runtime = image.runtime.version;
+        s.runtime_commit = image.runtime.commit;
+        s.runtime_source = image.source;
+        s.runtime_release = image.release;
+        s.notes.extend(image.warning);
         if !config.kube.controller_namespaces.contains(&d.namespace) {
             s.notes.push(format!(
                 "Deployment is in namespace {:?}, outside kube.controller_namespaces {:?}; the live source would not watch it",
@@ -192,6 +209,7 @@ pub fn resolve(snapshot: &ClusterSnapshot, config: &Config) -> Vec<ControllerSet
 
     for s in &mut out {
         if let Some(o) = config.controllers.get(&s.service) {
+            s.configured = true;
             apply_override(s, o);
         }
         apply_runtime_rules(s);
@@ -217,7 +235,12 @@ fn apply_override(s: &mut ControllerSettings, o: &crate::config::ControllerOverr
     if let Some(r) = o.runtime {
         s.runtime = r.version;
         s.runtime_name = r.name;
-        s.runtime_origin = Origin::Config;
+        s.runtime_source = RuntimeSource::Config;
+        s.runtime_commit = None;
+        s.runtime_release = None;
+        // The image's fallback warning no longer applies.
+        s.notes
+            .retain(|n| !n.contains("judged as the newest runtime known"));
     }
     if let Some(c) = o.enable_carm {
         s.enable_carm = c;
@@ -323,7 +346,7 @@ mod tests {
         assert_eq!(s3.service, "s3");
         assert_eq!(s3.default_account.as_deref(), Some("111111111111"));
         assert_eq!(s3.runtime, RuntimeVersion::NEWEST);
-        assert_eq!(s3.runtime_origin, Origin::Default);
+        assert_eq!(s3.runtime_source, RuntimeSource::Default);
     }
 
     #[test]
@@ -392,5 +415,78 @@ mod tests {
                 None => assert_eq!(ec2.notes, Vec::<String>::new(), "{version}"),
             }
         }
+    }
+
+    /// A Deployment of `<service>-controller:<tag>` with `args`, resolved without a config.
+    fn from_image(service: &str, tag: &str, args: &[&str]) -> ControllerSettings {
+        let c = crate::model::controller::Container {
+            image: format!("public.ecr.aws/aws-controllers-k8s/{service}-controller:{tag}"),
+            command: vec![],
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: vec![],
+        };
+        let d = crate::model::controller::from_container("ack-system", "c", "sa", &c).unwrap();
+        let snap = ClusterSnapshot {
+            controllers: vec![d],
+            ..Default::default()
+        };
+        resolve(&snap, &Config::default()).remove(0)
+    }
+
+    #[test]
+    fn pinned_commits_behave_as_the_release_they_contain_with_their_own_flags() {
+        use crate::evaluate::runtime::AccountOrder;
+        use crate::evaluate::startup::ControllerProblem;
+        // iam 1.3.10 pins v0.35.1-0.20240801040145-dda2022eddbe, which contains v0.36.0:
+        // namespace first, although the name says v0.35.
+        let iam = from_image("iam", "1.3.10", &[]);
+        assert_eq!(iam.runtime.to_string(), "v0.36.0");
+        assert_eq!(iam.behaviour.account_order, AccountOrder::NamespaceFirst);
+        assert_eq!(iam.runtime_source, RuntimeSource::Image);
+        // elasticache 0.0.3 pins a 2021 commit older than every release: the oldest rules,
+        // and that commit's own eight flags (no --watch-namespace yet).
+        let old = from_image("elasticache", "0.0.3", &["--watch-namespace=uat"]);
+        assert_eq!(old.behaviour.account_order, AccountOrder::StatusFirst);
+        assert!(
+            old.notes.iter().any(|n| n.contains("older than v0.10.0")),
+            "{:?}",
+            old.notes
+        );
+        assert_eq!(old.problems[0].problem, ControllerProblem::UndefinedFlag);
+        // sns 1.4.3's commit (contains v0.58.1) already defines --http-client-timeout.
+        let sns = from_image("sns", "1.4.3", &["--http-client-timeout=30s"]);
+        assert_eq!(sns.runtime.to_string(), "v0.58.1");
+        assert!(sns.running(), "{:?}", sns.problems);
+        let sns_release = from_image("sns", "1.4.2", &["--http-client-timeout=30s"]);
+        // sns 1.4.2 (v0.58.0) does not.
+        assert_eq!(
+            sns_release.problems[0].problem,
+            ControllerProblem::UndefinedFlag
+        );
+    }
+
+    #[test]
+    fn an_image_without_a_listed_release_falls_back_with_a_note_and_the_config_wins() {
+        let digest = from_image("ec2", "latest", &[]);
+        assert_eq!(digest.runtime_source, RuntimeSource::Default);
+        assert!(
+            digest
+                .notes
+                .iter()
+                .any(|n| n.contains("is no release version"))
+        );
+        let mut snap = ClusterSnapshot::default();
+        snap.controllers.push(ControllerDeployment {
+            service: "ec2".into(),
+            namespace: "ack-system".into(),
+            name: "c".into(),
+            version: Some("1.2.0".into()),
+            ..Default::default()
+        });
+        let config = Config::parse("controllers:\n  ec2:\n    runtime: v0.53.0\n").unwrap();
+        let ec2 = &resolve(&snap, &config)[0];
+        assert_eq!(ec2.runtime.to_string(), "v0.53.0");
+        assert_eq!(ec2.runtime_source, RuntimeSource::Config);
+        assert!(ec2.configured);
     }
 }

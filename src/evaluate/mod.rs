@@ -17,6 +17,7 @@ pub mod controllers;
 pub mod label_selector;
 pub mod lookup_plan;
 pub mod ownership;
+pub mod release_table;
 pub mod remediation;
 pub mod role_selector;
 pub mod runtime;

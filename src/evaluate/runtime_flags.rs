@@ -10,24 +10,35 @@ use crate::model::runtime_version::RuntimeVersion;
 
 const TABLE: &str = include_str!("../../data/ack-runtime/runtime-flags-and-gates.tsv");
 
-/// Release → the flags it defines. Pseudo-version rows (untagged commits) are left out: a
-/// controller's runtime is a release here.
-fn releases() -> &'static BTreeMap<RuntimeVersion, BTreeSet<&'static str>> {
-    static RELEASES: OnceLock<BTreeMap<RuntimeVersion, BTreeSet<&'static str>>> = OnceLock::new();
-    RELEASES.get_or_init(|| {
-        let mut out: BTreeMap<RuntimeVersion, BTreeSet<&'static str>> = BTreeMap::new();
+/// The flags of each row of the table: releases by version, untagged commits (Go
+/// pseudo-versions some controller releases pin) by their pseudo-version.
+#[derive(Default)]
+struct Table {
+    releases: BTreeMap<RuntimeVersion, BTreeSet<&'static str>>,
+    commits: BTreeMap<&'static str, BTreeSet<&'static str>>,
+}
+
+fn table() -> &'static Table {
+    static TABLE_ROWS: OnceLock<Table> = OnceLock::new();
+    TABLE_ROWS.get_or_init(|| {
+        let mut t = Table::default();
         for line in TABLE.lines().skip(1) {
             let mut cols = line.split('\t');
             let (Some(version), Some("flag"), Some(name)) = (cols.next(), cols.next(), cols.next())
             else {
                 continue;
             };
-            if let Ok(v) = version.parse::<RuntimeVersion>() {
-                out.entry(v).or_default().insert(name);
-            }
+            match version.parse::<RuntimeVersion>() {
+                Ok(v) => t.releases.entry(v).or_default().insert(name),
+                Err(_) => t.commits.entry(version).or_default().insert(name),
+            };
         }
-        out
+        t
     })
+}
+
+fn releases() -> &'static BTreeMap<RuntimeVersion, BTreeSet<&'static str>> {
+    &table().releases
 }
 
 /// Whether a runtime defines a flag.
@@ -49,9 +60,18 @@ pub fn newest_listed() -> RuntimeVersion {
         .unwrap_or(RuntimeVersion::NEWEST)
 }
 
-/// Whether `version` defines `--flag`: the nearest listed release at or below `version`
-/// answers (a patch release not in the table has its minor release's flags).
-pub fn defines_flag(version: RuntimeVersion, flag: &str) -> FlagDefined {
+/// Whether the runtime defines `--flag`: a pinned commit (`pseudo`, e.g.
+/// `v0.58.2-0.20260508231111-2345cb4c58b1`) answers for itself, since it can already define a
+/// later release's flags; otherwise the nearest listed release at or below `version` (a
+/// patch release not in the table has its minor release's flags).
+pub fn defines_flag(version: RuntimeVersion, pseudo: Option<&str>, flag: &str) -> FlagDefined {
+    if let Some(flags) = pseudo.and_then(|p| table().commits.get(p)) {
+        return if flags.contains(flag) {
+            FlagDefined::Yes
+        } else {
+            FlagDefined::No
+        };
+    }
     let Some((listed, flags)) = releases().range(..=version).next_back() else {
         // Older than every listed release: judged as the oldest one.
         return match releases().values().next() {
@@ -95,7 +115,11 @@ mod tests {
             ("no-such-flag", "v0.61.0", FlagDefined::No),
         ];
         for (flag, version, want) in rows {
-            assert_eq!(defines_flag(v(version), flag), want, "{flag} at {version}");
+            assert_eq!(
+                defines_flag(v(version), None, flag),
+                want,
+                "{flag} at {version}"
+            );
         }
     }
 
@@ -103,10 +127,34 @@ mod tests {
     fn newer_than_the_table_keeps_known_flags_and_doubts_the_rest() {
         let newest = newest_listed();
         assert_eq!(newest, v("v0.61.0"));
-        assert_eq!(defines_flag(v("v0.62.0"), "enable-carm"), FlagDefined::Yes);
         assert_eq!(
-            defines_flag(v("v0.62.0"), "no-such-flag"),
+            defines_flag(v("v0.62.0"), None, "enable-carm"),
+            FlagDefined::Yes
+        );
+        assert_eq!(
+            defines_flag(v("v0.62.0"), None, "no-such-flag"),
             FlagDefined::Unknown
+        );
+    }
+
+    /// A pinned commit answers for itself: these v0.58.2 pseudo-versions contain v0.58.1
+    /// and already define `http-client-timeout`, released in v0.59.0 (SOURCES.md).
+    #[test]
+    fn a_pinned_commit_has_its_own_flags() {
+        let commit = Some("v0.58.2-0.20260508231111-2345cb4c58b1");
+        let flag = "http-client-timeout";
+        assert_eq!(defines_flag(v("v0.58.1"), None, flag), FlagDefined::No);
+        assert_eq!(defines_flag(v("v0.58.1"), commit, flag), FlagDefined::Yes);
+        assert_eq!(defines_flag(v("v0.59.0"), None, flag), FlagDefined::Yes);
+        // The 2021 commit older than every release: its own eight flags.
+        let old = Some("v0.0.0-20210204203051-91a6bd53a48c");
+        assert_eq!(
+            defines_flag(v("v0.0.0"), old, "aws-account-id"),
+            FlagDefined::Yes
+        );
+        assert_eq!(
+            defines_flag(v("v0.0.0"), old, "watch-namespace"),
+            FlagDefined::No
         );
     }
 }

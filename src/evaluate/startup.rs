@@ -204,7 +204,7 @@ fn undefined_flags<'c>(c: &'c ControllerSettings, out: &mut Checks) -> impl Fn(&
     let given = flags_in_effect(c);
     let version: RuntimeVersion = c.runtime;
     for flag in &given {
-        match defines_flag(version, flag) {
+        match defines_flag(version, c.runtime_commit, flag) {
             FlagDefined::Yes => {}
             FlagDefined::No => out.predicted(
                 ControllerProblem::UndefinedFlag,
@@ -222,7 +222,8 @@ fn undefined_flags<'c>(c: &'c ControllerSettings, out: &mut Checks) -> impl Fn(&
             format!("{v}: the controller exits at start"),
         );
     }
-    move |flag: &str| given.contains(flag) && defines_flag(version, flag) != FlagDefined::No
+    let commit = c.runtime_commit;
+    move |flag: &str| given.contains(flag) && defines_flag(version, commit, flag) != FlagDefined::No
 }
 
 /// `parseFeatureGates`, then `GetFeatureGatesWithOverrides` (v0.39.0 refuses unknown names).

@@ -11,6 +11,7 @@ use crate::evaluate::cloudtrail::{Signal, TrailEvidence, TrailTally};
 use crate::evaluate::ownership::{
     AccountSource, Effect, Problem, RegionEffect, RegionSource, RoleError,
 };
+use crate::evaluate::release_table::RuntimeSource;
 use crate::evaluate::role_selector::SelectorInvalid;
 use crate::evaluate::startup::StartupProblem;
 use crate::model::time::format_rfc3339;
@@ -96,7 +97,12 @@ impl ResourceReport {
 pub struct ControllerReport {
     pub service: String,
     pub deployment: Option<String>,
+    /// The image tag.
+    pub controller_version: Option<String>,
     pub runtime: String,
+    pub runtime_source: RuntimeSource,
+    /// The untagged runtime commit the release pins (`runtime` is the newest release in it).
+    pub runtime_commit: Option<&'static str>,
     pub running: bool,
     pub problems: Vec<StartupProblem>,
 }
@@ -390,7 +396,10 @@ impl AuditReport {
                 .map(|c| ControllerReport {
                     service: c.service.clone(),
                     deployment: c.deployment.clone(),
+                    controller_version: c.version.clone(),
                     runtime: c.runtime.to_string(),
+                    runtime_source: c.runtime_source,
+                    runtime_commit: c.runtime_commit,
                     running: c.running(),
                     problems: c.problems.clone(),
                 })

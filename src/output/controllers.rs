@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use crate::evaluate::ControllerSettings;
 use crate::evaluate::controllers::Origin;
+use crate::evaluate::release_table::RuntimeSource;
 use crate::evaluate::role_selector::SelectorVerdict;
 use crate::evaluate::startup::Evidence;
 
@@ -13,6 +14,34 @@ fn origin(o: Origin) -> &'static str {
         Origin::Config => "from the config",
         Origin::Default => "runtime default",
         Origin::Unknown => "unknown",
+    }
+}
+
+/// The runtime version and where it came from.
+fn runtime_row(c: &ControllerSettings) -> String {
+    let image = format!("{}-controller", c.service);
+    let release = c.runtime_release.as_deref().unwrap_or("?");
+    let commit = c
+        .runtime_commit
+        .map(|p| format!("; pins commit {p}, which contains {}", c.runtime))
+        .unwrap_or_default();
+    match (c.runtime_source, c.runtime_name) {
+        (RuntimeSource::Config, Some(name)) => {
+            format!("{} (from the config: {})", c.runtime, name.as_str())
+        }
+        (RuntimeSource::Config, None) => format!("{} (from the config)", c.runtime),
+        (RuntimeSource::Image, _) => {
+            format!("{} (from the image: {image} {release}{commit})", c.runtime)
+        }
+        (RuntimeSource::ImageNearest, _) => format!(
+            "{} (from the image: {image} {} is not listed; nearest listed release {release}{commit})",
+            c.runtime,
+            c.version.as_deref().unwrap_or("?")
+        ),
+        (RuntimeSource::Default, _) => format!(
+            "{} (default: the newest runtime known; set controllers.{}.runtime)",
+            c.runtime, c.service
+        ),
     }
 }
 
@@ -54,23 +83,7 @@ pub fn render(controllers: &[ControllerSettings]) -> String {
                 origin(c.default_region_origin)
             ),
         );
-        row(
-            &mut out,
-            "runtime",
-            match c.runtime_name {
-                Some(name) => format!(
-                    "{} ({}: {})",
-                    c.runtime,
-                    origin(c.runtime_origin),
-                    name.as_str()
-                ),
-                None if c.runtime_origin == Origin::Default => format!(
-                    "{} (default: the newest runtime known; set controllers.{}.runtime)",
-                    c.runtime, c.service
-                ),
-                None => format!("{} ({})", c.runtime, origin(c.runtime_origin)),
-            },
-        );
+        row(&mut out, "runtime", runtime_row(c));
         row(
             &mut out,
             "CARM",

@@ -158,6 +158,20 @@ family!(
 );
 
 family!(
+    CONTROLLER_INFO,
+    "ack_drift_controller_info",
+    Info,
+    "Each discovered or configured ACK controller: its release and the runtime it is judged as, with where that came from (config, image, image_nearest, default); value always 1.",
+    [
+        "service",
+        "namespace",
+        "deployment",
+        "controller_version",
+        "runtime_version",
+        "runtime_source"
+    ]
+);
+family!(
     CONTROLLER_UP,
     "ack_drift_controller_up",
     Gauge,
@@ -332,7 +346,7 @@ pub const RESOURCE_FAMILIES: [&Family; 8] = [
 ];
 
 /// Every family the exporter can serve, in exposition order.
-pub const ALL: [&Family; 29] = [
+pub const ALL: [&Family; 30] = [
     &RESOURCE_INFO,
     &RESOURCE_ACCOUNT_DRIFT,
     &RESOURCE_REGION_DRIFT,
@@ -342,6 +356,7 @@ pub const ALL: [&Family; 29] = [
     &RESOURCE_ERROR_EVENTS,
     &RESOURCE_WRONG_ACCOUNT_CALLS,
     &RESOURCES,
+    &CONTROLLER_INFO,
     &CONTROLLER_UP,
     &CONTROLLER_PROBLEM,
     &ROLE_SELECTOR_INVALID,
@@ -841,19 +856,33 @@ pub struct ClusterMetrics<'a> {
     pub role_selectors: &'a [SelectorVerdict],
 }
 
+/// `ack_drift_controller_info` for every discovered or configured controller,
 /// `ack_drift_controller_up` for every controller with a Deployment or a reason it cannot
 /// run (one without either is unknown, not up), and `ack_drift_controller_problem`.
 fn controller_blocks(c: &ClusterMetrics) -> Vec<(&'static Family, String)> {
-    let (mut up, mut problems) = (String::new(), String::new());
+    let (mut info, mut up, mut problems) = (String::new(), String::new(), String::new());
     for s in c.controllers {
-        if s.deployment.is_none() && s.running() {
-            continue;
-        }
         let (ns, name) = s
             .deployment
             .as_deref()
             .and_then(|d| d.split_once('/'))
             .unwrap_or(("", ""));
+        if s.deployment.is_some() || s.configured {
+            let runtime = s.runtime.to_string();
+            let version = bounded(s.version.as_deref().unwrap_or(""));
+            let labels = [
+                &s.service,
+                ns,
+                name,
+                &version,
+                &runtime,
+                s.runtime_source.as_str(),
+            ];
+            sample(&mut info, &CONTROLLER_INFO, &labels, 1);
+        }
+        if s.deployment.is_none() && s.running() {
+            continue;
+        }
         sample(
             &mut up,
             &CONTROLLER_UP,
@@ -882,6 +911,7 @@ fn controller_blocks(c: &ClusterMetrics) -> Vec<(&'static Family, String)> {
         }
     }
     vec![
+        (&CONTROLLER_INFO, info),
         (&CONTROLLER_UP, up),
         (&CONTROLLER_PROBLEM, problems),
         (&ROLE_SELECTOR_INVALID, selectors),
