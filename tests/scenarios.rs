@@ -116,6 +116,26 @@ fn carm_v2_and_selectors() {
 }
 
 #[test]
+fn managed_ack_controllers_declared_in_the_config_are_judged_as_discovered_ones() {
+    let dir = common::fixture("scenarios/managed-ack");
+    check_scenario(&dir);
+    // The same facts as the demo's, which has the Deployments.
+    let read =
+        |p: &Path| -> Value { serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap() };
+    let managed = read(&dir.join("expected.json"));
+    let demo = read(&common::root().join("examples/demo/expected.json"));
+    for (key, facts) in managed["resources"].as_object().unwrap() {
+        for (field, value) in facts.as_object().unwrap() {
+            assert_eq!(&demo["resources"][key][field], value, "{key}: {field}");
+        }
+    }
+    assert_eq!(
+        managed["resources"].as_object().unwrap().len(),
+        demo["resources"].as_object().unwrap().len()
+    );
+}
+
+#[test]
 fn what_controllers_cannot_do() {
     let dir = common::fixture("scenarios/what-controllers-cannot-do");
     check_scenario(&dir);

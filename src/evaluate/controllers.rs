@@ -185,7 +185,7 @@ pub fn resolve(snapshot: &ClusterSnapshot, config: &Config) -> Vec<ControllerSet
         if !discovered.contains(service) {
             let mut s = ControllerSettings::unknown(service);
             s.notes.push(
-                "no controller Deployment in the input; settings from the config only".into(),
+                "no controller Deployment in the input (as with EKS managed ACK, which runs it outside the cluster): settings from the config only".into(),
             );
             out.push(s);
         }
