@@ -141,8 +141,40 @@ fn check_config_on_the_demo_reads_env_gates_and_field_refs() {
         out.contains("feature gates      TeamLevelCARM=true"),
         "{out}"
     );
-    assert!(out.contains("v0.52.0 (from the config)"), "{out}");
+    // Each runtime comes from the image, with its source.
+    for row in [
+        "runtime            v0.28.0 (from the image: ec2-controller 1.2.0)",
+        "runtime            v0.62.0 (from the image: s3-controller 1.10.0)",
+        "runtime            v0.52.0 (from the image: rds-controller 1.6.2)",
+    ] {
+        assert!(out.contains(row), "{row}\n{out}");
+    }
     assert!(!out.contains("note:"), "{out}");
+}
+
+#[test]
+fn check_config_warns_when_the_image_says_nothing_of_the_runtime() {
+    let dir = common::scratch("cli-unknown-image");
+    std::fs::write(
+        dir.join("deploy.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: ack-ec2-controller, namespace: ack-system}\n\
+         spec:\n  template:\n    spec:\n      containers:\n      - name: c\n        image: \
+         registry.example/aws-controllers-k8s/ec2-controller@sha256:0123456789abcdef\n",
+    )
+    .unwrap();
+    let run = common::run(["check-config", "--kube-dir", dir.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("v0.62.0 (default: the newest runtime known; set controllers.ec2.runtime)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("note: the ec2-controller image has no tag (digest only?): judged as the newest runtime known"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]

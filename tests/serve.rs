@@ -506,3 +506,57 @@ fn controllers_and_selectors_are_on_metrics_as_the_scenario_says() {
     );
     assert_eq!(fn_drift, 1.0);
 }
+
+#[test]
+fn controller_info_names_each_release_and_its_runtime() {
+    // The demo: three Deployments, no runtime in the config: every runtime from its image.
+    let all = samples(&Server::start(&["--demo"]).get("/metrics").text());
+    for (service, version, runtime) in [
+        ("ec2", "1.2.0", "v0.28.0"),
+        ("s3", "1.10.0", "v0.62.0"),
+        ("rds", "1.6.2", "v0.52.0"),
+    ] {
+        let deployment = format!("ack-{service}-controller");
+        let info = value(
+            &all,
+            "ack_drift_controller_info",
+            &[
+                ("service", service),
+                ("namespace", "ack-system"),
+                ("deployment", &deployment),
+                ("controller_version", version),
+                ("runtime_version", runtime),
+                ("runtime_source", "image"),
+            ],
+        );
+        assert_eq!(info, 1.0, "{service}");
+    }
+    // Managed ACK: declared in the config only, no Deployment.
+    let dir = common::fixture("scenarios/managed-ack");
+    let server = Server::start(&[
+        "--kube-dir",
+        dir.join("cluster").to_str().unwrap(),
+        "--config",
+        dir.join("config.yaml").to_str().unwrap(),
+    ]);
+    let all = samples(&server.get("/metrics").text());
+    let ec2 = value(
+        &all,
+        "ack_drift_controller_info",
+        &[
+            ("service", "ec2"),
+            ("deployment", ""),
+            ("controller_version", ""),
+            ("runtime_version", "v0.28.0"),
+            ("runtime_source", "config"),
+        ],
+    );
+    assert_eq!(ec2, 1.0);
+    let info_series = all
+        .keys()
+        .filter(|(n, _)| n == "ack_drift_controller_info")
+        .count();
+    assert_eq!(info_series, 3);
+    // Without a Deployment, up is unknown, not 1.
+    assert!(!all.keys().any(|(n, _)| n == "ack_drift_controller_up"));
+}

@@ -25,8 +25,8 @@ pub struct TrailInput<'a> {
     pub errors: &'a [ParseError],
 }
 
-/// The audit JSON's version: bumped whenever a field changes meaning or goes away, or a
-/// field or section is added (README "Audit JSON", CHANGELOG).
+/// The audit JSON's version: bumped with each release that adds a field, changes one's
+/// meaning or removes one (README "Outputs", CHANGELOG).
 pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize)]
