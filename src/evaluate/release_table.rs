@@ -165,20 +165,45 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// One image and what the table says of it.
+    struct Row {
+        service: &'static str,
+        tag: Option<&'static str>,
+        runtime: &'static str,
+        source: RuntimeSource,
+        release: Option<&'static str>,
+    }
+
+    const fn row(
+        service: &'static str,
+        tag: Option<&'static str>,
+        runtime: &'static str,
+        source: RuntimeSource,
+        release: Option<&'static str>,
+    ) -> Row {
+        Row {
+            service,
+            tag,
+            runtime,
+            source,
+            release,
+        }
+    }
+
     /// Rows from `controller-runtime-versions.tsv` and what its SOURCES.md says of them.
     #[test]
     fn images_map_to_the_runtime_their_release_pins() {
         use RuntimeSource::*;
-        let rows: &[(&str, Option<&str>, &str, RuntimeSource, Option<&str>)] = &[
-            ("ec2", Some("1.2.0"), "v0.28.0", Image, Some("1.2.0")),
-            ("ec2", Some("v1.2.0"), "v0.28.0", Image, Some("1.2.0")),
-            ("s3", Some("1.10.0"), "v0.62.0", Image, Some("1.10.0")),
-            ("rds", Some("1.6.2"), "v0.52.0", Image, Some("1.6.2")),
+        let rows = [
+            row("ec2", Some("1.2.0"), "v0.28.0", Image, Some("1.2.0")),
+            row("ec2", Some("v1.2.0"), "v0.28.0", Image, Some("1.2.0")),
+            row("s3", Some("1.10.0"), "v0.62.0", Image, Some("1.10.0")),
+            row("rds", Some("1.6.2"), "v0.52.0", Image, Some("1.6.2")),
             // Not a release, between two: the nearest lower one.
-            ("ec2", Some("1.1.5"), "v0.28.0", ImageNearest, Some("1.1.2")),
-            ("ec2", Some("0.5.0"), "v0.23.0", ImageNearest, Some("0.1.1")),
+            row("ec2", Some("1.1.5"), "v0.28.0", ImageNearest, Some("1.1.2")),
+            row("ec2", Some("0.5.0"), "v0.23.0", ImageNearest, Some("0.1.1")),
             // Newer than every listed release: the newest one (ec2 1.20.0, v0.62.0).
-            (
+            row(
                 "ec2",
                 Some("9.0.0"),
                 "v0.62.0",
@@ -186,24 +211,24 @@ mod tests {
                 Some("1.20.0"),
             ),
             // Release order and runtime order disagree here: the release decides.
-            ("dynamodb", Some("0.1.10"), "v0.24.0", Image, Some("0.1.10")),
-            ("dynamodb", Some("1.0.0"), "v0.23.0", Image, Some("1.0.0")),
+            row("dynamodb", Some("0.1.10"), "v0.24.0", Image, Some("0.1.10")),
+            row("dynamodb", Some("1.0.0"), "v0.23.0", Image, Some("1.0.0")),
             // Pseudo-versions behave as the newest release their commit contains.
-            ("iam", Some("1.3.10"), "v0.36.0", Image, Some("1.3.10")),
-            ("elasticache", Some("0.0.3"), "v0.0.0", Image, Some("0.0.3")),
+            row("iam", Some("1.3.10"), "v0.36.0", Image, Some("1.3.10")),
+            row("elasticache", Some("0.0.3"), "v0.0.0", Image, Some("0.0.3")),
             // Nothing to go by.
-            ("ec2", None, "v0.62.0", Default, None),
-            ("ec2", Some("latest"), "v0.62.0", Default, None),
-            ("ec2", Some("0.0.0"), "v0.62.0", Default, None),
-            ("nosuchservice", Some("1.0.0"), "v0.62.0", Default, None),
+            row("ec2", None, "v0.62.0", Default, None),
+            row("ec2", Some("latest"), "v0.62.0", Default, None),
+            row("ec2", Some("0.0.0"), "v0.62.0", Default, None),
+            row("nosuchservice", Some("1.0.0"), "v0.62.0", Default, None),
         ];
-        for (service, tag, runtime, source, release) in rows {
-            let got = runtime_of_image(service, *tag);
-            let what = format!("{service} {tag:?}");
-            assert_eq!(got.runtime.version, v(runtime), "{what}");
-            assert_eq!(got.source, *source, "{what}");
-            assert_eq!(got.release.as_deref(), *release, "{what}");
-            assert_eq!(got.warning.is_some(), *source == Default, "{what}");
+        for r in rows {
+            let got = runtime_of_image(r.service, r.tag);
+            let what = format!("{} {:?}", r.service, r.tag);
+            assert_eq!(got.runtime.version, v(r.runtime), "{what}");
+            assert_eq!(got.source, r.source, "{what}");
+            assert_eq!(got.release.as_deref(), r.release, "{what}");
+            assert_eq!(got.warning.is_some(), r.source == Default, "{what}");
         }
     }
 
