@@ -360,6 +360,13 @@ mod tests {
             parse_controller_image("registry:5000/aws-controllers-k8s/rds-controller"),
             Some(("rds".into(), None))
         );
+        // A tag pinned by digest keeps its tag.
+        assert_eq!(
+            parse_controller_image(
+                "public.ecr.aws/aws-controllers-k8s/ec2-controller:1.2.0@sha256:0123abcd"
+            ),
+            Some(("ec2".into(), Some("1.2.0".into())))
+        );
         assert_eq!(parse_controller_image("nginx:1.25"), None);
         assert_eq!(
             parse_controller_image("public.ecr.aws/aws-controllers-k8s/runtime:1.0"),
