@@ -36,6 +36,30 @@ enum Command {
     Audit(AuditArgs),
     /// Validate a config file and show what each controller's settings resolve to.
     CheckConfig(CheckConfigArgs),
+    /// Which resources moving controllers to other runtimes would change or break; exit code
+    /// 1 when any would get worse, 2 on usage or config errors.
+    UpgradePreview(UpgradePreviewArgs),
+}
+
+#[derive(clap::Args)]
+struct UpgradePreviewArgs {
+    /// `<service>=<controller release>` (`ec2=1.20.0`) or `<service>=<runtime version>`
+    /// (`ec2=v0.62.0`); a release is looked up in the release table first.
+    #[arg(required = true, value_name = "SERVICE=VERSION")]
+    targets: Vec<String>,
+    /// Folder of `kubectl get ... -o yaml|json` output; without it, the live cluster.
+    #[arg(long, value_name = "DIR")]
+    kube_dir: Option<PathBuf>,
+    #[command(flatten)]
+    kube: KubeArgs,
+    /// Preview on the bundled demo.
+    #[arg(long, conflicts_with_all = ["kube_dir", "config"])]
+    demo: bool,
+    /// Config file (YAML).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
 }
 
 #[derive(clap::Args)]
@@ -180,6 +204,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve(a),
         Command::Audit(a) => audit(a),
         Command::CheckConfig(a) => check_config(a),
+        Command::UpgradePreview(a) => upgrade_preview(a),
     }
 }
 
@@ -356,6 +381,60 @@ fn list_live_cluster(
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result
+}
+
+fn upgrade_preview(args: UpgradePreviewArgs) -> ExitCode {
+    let mut upgrades = std::collections::BTreeMap::new();
+    for t in &args.targets {
+        match evaluate::upgrade::parse_target(t) {
+            Ok((service, u)) => {
+                upgrades.insert(service, u);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        }
+    }
+    let config = match load_config(args.demo, args.config.as_ref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let snapshot = if args.demo {
+        match offline::read_cluster(offline::Input::Embedded(demo::CLUSTER)) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        }
+    } else {
+        match &args.kube_dir {
+            Some(dir) => match load_cluster(dir) {
+                Ok(s) => s,
+                Err(code) => return code,
+            },
+            None => match list_live_cluster(args.kube.options(&config), false) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            },
+        }
+    };
+    let preview = evaluate::upgrade::preview(&snapshot, &config, &upgrades);
+    let text = match args.output {
+        Output::Table => preview.to_table(),
+        Output::Json => preview.to_json(),
+        Output::Markdown => preview.to_markdown(),
+    };
+    println!("{}", text.trim_end());
+    if preview.breaks_something() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn check_config(args: CheckConfigArgs) -> ExitCode {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::release_table::{self, RuntimeSource};
+use super::release_table::{self, PinnedRuntime, RuntimeSource};
 use super::runtime::{OLDEST_MODELLED, RuntimeBehaviour};
 use super::startup::{self, ReconcileScope, StartFacts, StartupProblem};
 use crate::config::Config;
@@ -122,9 +122,27 @@ impl ControllerSettings {
     }
 }
 
+/// A controller moved to another runtime (and maybe another release), as `upgrade-preview`
+/// asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upgrade {
+    pub runtime: PinnedRuntime,
+    /// The controller release, when one was named (the image tag it would run).
+    pub release: Option<String>,
+}
+
 /// All controllers: one per discovered Deployment container, one per configured service
 /// without a Deployment, and one (with unknown defaults) per service that only has resources.
 pub fn resolve(snapshot: &ClusterSnapshot, config: &Config) -> Vec<ControllerSettings> {
+    resolve_upgraded(snapshot, config, &BTreeMap::new())
+}
+
+/// As [`resolve`], with the controllers of `upgrades` (by service) on those runtimes.
+pub fn resolve_upgraded(
+    snapshot: &ClusterSnapshot,
+    config: &Config,
+    upgrades: &BTreeMap<String, Upgrade>,
+) -> Vec<ControllerSettings> {
     let mut out = Vec::new();
     for d in &snapshot.controllers {
         let mut s = ControllerSettings::unknown(&d.service);
@@ -211,6 +229,15 @@ pub fn resolve(snapshot: &ClusterSnapshot, config: &Config) -> Vec<ControllerSet
         if let Some(o) = config.controllers.get(&s.service) {
             s.configured = true;
             apply_override(s, o);
+        }
+        if let Some(u) = upgrades.get(&s.service) {
+            s.runtime = u.runtime.version;
+            s.runtime_commit = u.runtime.commit;
+            s.runtime_name = None;
+            if let Some(release) = &u.release {
+                s.version = Some(release.clone());
+                s.runtime_release = Some(release.clone());
+            }
         }
         apply_runtime_rules(s);
         let group = format!("{}.services.k8s.aws", s.service);

@@ -23,6 +23,7 @@ pub mod role_selector;
 pub mod runtime;
 pub mod runtime_flags;
 pub mod startup;
+pub mod upgrade;
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -101,7 +102,15 @@ pub fn evaluate_with(
     snapshot: &ClusterSnapshot,
     config: &Config,
 ) -> Evaluation {
-    let controllers = controllers::resolve(snapshot, config);
+    evaluate_controllers(cache, snapshot, controllers::resolve(snapshot, config))
+}
+
+/// The verdicts with these controllers (as resolved, or moved to other runtimes).
+pub fn evaluate_controllers(
+    cache: &mut EvaluationCache,
+    snapshot: &ClusterSnapshot,
+    controllers: Vec<ControllerSettings>,
+) -> Evaluation {
     let selectors = {
         let mut h = DefaultHasher::new();
         snapshot.role_selectors.hash(&mut h);

@@ -124,6 +124,12 @@ fn fallback(warning: String) -> ImageRuntime {
     }
 }
 
+/// A listed release of `<service>-controller` (`1.2.0` or `v1.2.0`) and its runtime.
+pub fn listed_release(service: &str, tag: &str) -> Option<(&'static str, PinnedRuntime)> {
+    let (release, runtime) = releases().get(service)?.get(&release_version(tag)?)?;
+    Some((*release, *runtime))
+}
+
 /// The runtime of `<service>-controller:<tag>`: the listed release, else the nearest lower
 /// one, else (newer than every listed release) the newest one; the default otherwise.
 pub fn runtime_of_image(service: &str, tag: Option<&str>) -> ImageRuntime {

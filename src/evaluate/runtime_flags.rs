@@ -51,6 +51,11 @@ pub enum FlagDefined {
     Unknown,
 }
 
+/// True when the table lists this runtime release.
+pub fn is_listed_release(version: RuntimeVersion) -> bool {
+    releases().contains_key(&version)
+}
+
 /// The newest release the table lists.
 pub fn newest_listed() -> RuntimeVersion {
     releases()
