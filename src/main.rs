@@ -424,6 +424,13 @@ fn upgrade_preview(args: UpgradePreviewArgs) -> ExitCode {
         }
     };
     let preview = evaluate::upgrade::preview(&snapshot, &config, &upgrades);
+    for service in upgrades.keys() {
+        if !preview.controllers.iter().any(|c| &c.service == service) {
+            eprintln!(
+                "warning: no {service} controller in the input or the config: nothing to move"
+            );
+        }
+    }
     let text = match args.output {
         Output::Table => preview.to_table(),
         Output::Json => preview.to_json(),
