@@ -51,8 +51,17 @@ fn every_kubectl_format_is_read_recursively() {
     let sg = find(&report, "uat/SecurityGroup/from-multi");
     assert_eq!(sg["status_account"], "178394743802");
     assert_eq!(sg["account_drift"], true);
-    // `--enable-carm false` leaves CARM on (pflag); the default runtime is strict.
-    assert_eq!(sg["effect"], "blocked");
+    // ec2-controller 1.2.0 pins runtime v0.28.0, which has no --enable-carm at all (and
+    // `--enable-carm false` would leave CARM on anyway: pflag): it cannot start, so nothing
+    // acts on the drift.
+    assert_eq!(sg["effect"], Value::Null);
+    assert!(
+        sg["problems"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("controller_not_running")),
+        "{sg}"
+    );
     assert_eq!(run.code, 1);
 }
 

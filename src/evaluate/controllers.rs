@@ -10,7 +10,7 @@ use super::runtime::{OLDEST_MODELLED, RuntimeBehaviour};
 use super::startup::{self, ReconcileScope, StartFacts, StartupProblem};
 use crate::config::Config;
 use crate::model::runtime_version::{RuntimeName, RuntimeVersion};
-use crate::model::{ClusterSnapshot, account::arn_account};
+use crate::model::{ClusterSnapshot, ControllerDeployment, account::arn_account};
 
 pub mod gates {
     pub const CARM_V2: &str = "CARMv2";
@@ -122,6 +122,74 @@ impl ControllerSettings {
     }
 }
 
+/// A discovered controller container's settings, before the config and the runtime rules.
+fn from_deployment(
+    d: &ControllerDeployment,
+    snapshot: &ClusterSnapshot,
+    config: &Config,
+) -> ControllerSettings {
+    let mut s = ControllerSettings::unknown(&d.service);
+    s.deployment = Some(format!("{}/{}", d.namespace, d.name));
+    s.version = d.version.clone();
+    let image = release_table::runtime_of_image(&d.service, d.version.as_deref());
+    s.runtime = image.runtime.version;
+    s.runtime_commit = image.runtime.commit;
+    s.runtime_source = image.source;
+    s.runtime_release = image.release;
+    s.notes.extend(image.warning);
+    if !config.kube.controller_namespaces.contains(&d.namespace) {
+        s.notes.push(format!(
+            "Deployment is in namespace {:?}, outside kube.controller_namespaces {:?}; the live source would not watch it",
+            d.namespace, config.kube.controller_namespaces
+        ));
+    }
+    default_account_from_irsa(&mut s, d, snapshot);
+    if let Some(r) = &d.region {
+        s.default_region = Some(r.clone());
+        s.default_region_origin = Origin::Deployment;
+    }
+    if let Some(c) = d.enable_carm {
+        s.enable_carm = c;
+    }
+    s.feature_gates = d.feature_gates.clone();
+    if let Some(ns) = &d.system_namespace {
+        s.system_namespace = ns.clone();
+    }
+    s.watch_namespaces = d.watch_namespaces.clone();
+    s.start = StartFacts::of(d);
+    s.notes.extend(d.warnings.iter().cloned());
+    s
+}
+
+/// The controller's own account: the one in its ServiceAccount's IRSA role.
+fn default_account_from_irsa(
+    s: &mut ControllerSettings,
+    d: &ControllerDeployment,
+    snapshot: &ClusterSnapshot,
+) {
+    match snapshot.service_account(&d.namespace, &d.service_account) {
+        Some(sa) => match sa.role_arn.as_deref() {
+            Some(arn) => match arn_account(arn) {
+                Some(acct) => {
+                    s.default_account = Some(acct);
+                    s.default_account_origin = Origin::Deployment;
+                }
+                None => s
+                    .notes
+                    .push(format!("ServiceAccount role ARN {arn:?} names no account")),
+            },
+            None => s.notes.push(format!(
+                "ServiceAccount {}/{} has no eks.amazonaws.com/role-arn (Pod Identity or node role?): set controllers.{}.default_account",
+                d.namespace, d.service_account, d.service
+            )),
+        },
+        None => s.notes.push(format!(
+            "ServiceAccount {}/{} not in the input: set controllers.{}.default_account",
+            d.namespace, d.service_account, d.service
+        )),
+    }
+}
+
 /// A controller moved to another runtime (and maybe another release), as `upgrade-preview`
 /// asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,61 +211,11 @@ pub fn resolve_upgraded(
     config: &Config,
     upgrades: &BTreeMap<String, Upgrade>,
 ) -> Vec<ControllerSettings> {
-    let mut out = Vec::new();
-    for d in &snapshot.controllers {
-        let mut s = ControllerSettings::unknown(&d.service);
-        s.deployment = Some(format!("{}/{}", d.namespace, d.name));
-        s.version = d.version.clone();
-        let image = release_table::runtime_of_image(&d.service, d.version.as_deref());
-        s.runtime = image.runtime.version;
-        s.runtime_commit = image.runtime.commit;
-        s.runtime_source = image.source;
-        s.runtime_release = image.release;
-        s.notes.extend(image.warning);
-        if !config.kube.controller_namespaces.contains(&d.namespace) {
-            s.notes.push(format!(
-                "Deployment is in namespace {:?}, outside kube.controller_namespaces {:?}; the live source would not watch it",
-                d.namespace, config.kube.controller_namespaces
-            ));
-        }
-        match snapshot.service_account(&d.namespace, &d.service_account) {
-            Some(sa) => match sa.role_arn.as_deref() {
-                Some(arn) => match arn_account(arn) {
-                    Some(acct) => {
-                        s.default_account = Some(acct);
-                        s.default_account_origin = Origin::Deployment;
-                    }
-                    None => s
-                        .notes
-                        .push(format!("ServiceAccount role ARN {arn:?} names no account")),
-                },
-                None => s.notes.push(format!(
-                    "ServiceAccount {}/{} has no eks.amazonaws.com/role-arn (Pod Identity or node role?): set controllers.{}.default_account",
-                    d.namespace, d.service_account, d.service
-                )),
-            },
-            None => s.notes.push(format!(
-                "ServiceAccount {}/{} not in the input: set controllers.{}.default_account",
-                d.namespace, d.service_account, d.service
-            )),
-        }
-        if let Some(r) = &d.region {
-            s.default_region = Some(r.clone());
-            s.default_region_origin = Origin::Deployment;
-        }
-        if let Some(c) = d.enable_carm {
-            s.enable_carm = c;
-        }
-        s.feature_gates = d.feature_gates.clone();
-        if let Some(ns) = &d.system_namespace {
-            s.system_namespace = ns.clone();
-        }
-        s.watch_namespaces = d.watch_namespaces.clone();
-        s.start = StartFacts::of(d);
-        s.notes.extend(d.warnings.iter().cloned());
-        out.push(s);
-    }
-
+    let mut out: Vec<ControllerSettings> = snapshot
+        .controllers
+        .iter()
+        .map(|d| from_deployment(d, snapshot, config))
+        .collect();
     let discovered: BTreeSet<String> = out.iter().map(|s| s.service.clone()).collect();
     for service in config.controllers.keys() {
         if !discovered.contains(service) {
@@ -226,28 +244,38 @@ pub fn resolve_upgraded(
     }
 
     for s in &mut out {
-        if let Some(o) = config.controllers.get(&s.service) {
-            s.configured = true;
-            apply_override(s, o);
-        }
-        if let Some(u) = upgrades.get(&s.service) {
-            s.runtime = u.runtime.version;
-            s.runtime_commit = u.runtime.commit;
-            s.runtime_name = None;
-            if let Some(release) = &u.release {
-                s.version = Some(release.clone());
-                s.runtime_release = Some(release.clone());
-            }
-        }
-        apply_runtime_rules(s);
-        let group = format!("{}.services.k8s.aws", s.service);
-        let (problems, scope, notes) = startup::check(s, snapshot.ack_kinds.get(&group));
-        s.problems = problems;
-        s.scope = scope;
-        s.notes.extend(notes);
+        settle(s, snapshot, config, upgrades.get(&s.service));
     }
     out.sort_by(|a, b| (&a.service, &a.deployment).cmp(&(&b.service, &b.deployment)));
     out
+}
+
+/// The config's overrides, an upgrade, then the runtime's own rules and start-up checks.
+fn settle(
+    s: &mut ControllerSettings,
+    snapshot: &ClusterSnapshot,
+    config: &Config,
+    upgrade: Option<&Upgrade>,
+) {
+    if let Some(o) = config.controllers.get(&s.service) {
+        s.configured = true;
+        apply_override(s, o);
+    }
+    if let Some(u) = upgrade {
+        s.runtime = u.runtime.version;
+        s.runtime_commit = u.runtime.commit;
+        s.runtime_name = None;
+        if let Some(release) = &u.release {
+            s.version = Some(release.clone());
+            s.runtime_release = Some(release.clone());
+        }
+    }
+    apply_runtime_rules(s);
+    let group = format!("{}.services.k8s.aws", s.service);
+    let (problems, scope, notes) = startup::check(s, snapshot.ack_kinds.get(&group));
+    s.problems = problems;
+    s.scope = scope;
+    s.notes.extend(notes);
 }
 
 fn apply_override(s: &mut ControllerSettings, o: &crate::config::ControllerOverride) {

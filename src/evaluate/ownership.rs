@@ -580,6 +580,74 @@ fn idle_problem(controller: &ControllerSettings, resource: &AckResource) -> Opti
     (!in_scope).then_some(Problem::NotReconciled)
 }
 
+/// The two replays of a resource: its target (no status) and what happens now.
+struct Replays {
+    target: Replay,
+    actual: Replay,
+}
+
+fn replays(world: &World, status: Status) -> Replays {
+    // The target ignores the status: what a fresh resource would get.
+    let target = replay(world, Status::default());
+    // Without status fields the controller does what it would do for a fresh resource.
+    let actual = if status.account.is_none() && status.region.is_none() {
+        target.clone()
+    } else {
+        replay(world, status)
+    };
+    Replays { target, actual }
+}
+
+/// Everything the verdict's problems depend on besides the replays.
+struct ProblemInput<'a> {
+    resource: &'a AckResource,
+    namespace: Option<&'a Namespace>,
+    arn_account: &'a Option<String>,
+    status_account: &'a Option<String>,
+    account_drift: bool,
+    idle: Option<Problem>,
+}
+
+/// The problems of a verdict, and the failed lookup behind `role_unavailable`.
+fn verdict_problems(i: &ProblemInput, r: &Replays) -> (BTreeSet<Problem>, Option<RoleError>) {
+    let mut problems = resource_problems(i.resource, i.arn_account, i.status_account);
+    let target = &r.target;
+    // Never reconciled: the status is never looked at, only what the target would need.
+    let now = if i.idle.is_some() { target } else { &r.actual };
+    // What fails now, and, when the status is to be fixed, what the target will need.
+    let role_err = role_error(now)
+        .or(role_error(target).filter(|_| i.account_drift))
+        .cloned();
+    let conflict = matches!(target.outcome, Some(Err(Block::SelectorConflict)));
+    let invalid_account = i
+        .namespace
+        .and_then(|n| non_empty(&n.owner_account_id))
+        .is_some_and(|a| !is_account_id(a));
+    let terminal = i.idle.is_none()
+        && matches!(
+            r.actual.outcome,
+            Some(Err(Block::RegionMismatch | Block::AccountMismatch))
+        );
+    let unresolved = target.account.is_none() && !conflict && role_error(target).is_none();
+    for (holds, p) in [
+        (conflict, Problem::SelectorConflict),
+        (role_err.is_some(), Problem::RoleUnavailable),
+        (
+            target.role_account_mismatch || now.role_account_mismatch,
+            Problem::RoleAccountMismatch,
+        ),
+        (unresolved, Problem::Unresolved),
+        (invalid_account, Problem::InvalidAccountId),
+        (terminal, Problem::TerminalMismatch),
+    ] {
+        if holds {
+            problems.insert(p);
+        }
+    }
+    problems.extend(i.idle);
+    (problems, role_err)
+}
+
 /// The full verdict for one resource.
 pub fn evaluate(
     snapshot: &ClusterSnapshot,
@@ -599,82 +667,45 @@ pub fn evaluate(
         namespace,
         target_region: expected_region.as_deref(),
     };
-    // The target ignores the status: what a fresh resource would get.
-    let target = replay(&world, Status::default());
-    // Without status fields the controller does what it would do for a fresh resource.
-    let actual = if status_account.is_none() && status_region.is_none() {
-        target.clone()
-    } else {
-        replay(
-            &world,
-            Status {
-                account: status_account.as_deref(),
-                region: status_region.as_deref(),
-            },
-        )
+    let status = Status {
+        account: status_account.as_deref(),
+        region: status_region.as_deref(),
     };
-
-    let mut problems = resource_problems(resource, &arn_acct, &status_account);
-    let conflict = matches!(target.outcome, Some(Err(Block::SelectorConflict)));
-    let expected_account = target.account.clone();
+    let r = replays(&world, status);
+    let expected_account = r.target.account.clone();
     let account_drift =
         matches!((&status_account, &expected_account), (Some(s), Some(e)) if s != e);
     let region_drift = matches!((&status_region, &expected_region), (Some(s), Some(e)) if s != e);
-    // Never reconciled: the status is never looked at, only what the target would need.
     let idle = idle_problem(controller, resource);
-    let now = if idle.is_some() { &target } else { &actual };
-    // What fails now, and, when the status is to be fixed, what the target will need.
-    let role_err = role_error(now)
-        .or(role_error(&target).filter(|_| account_drift))
-        .cloned();
-    if conflict {
-        problems.insert(Problem::SelectorConflict);
-    }
-    if role_err.is_some() {
-        problems.insert(Problem::RoleUnavailable);
-    }
-    if target.role_account_mismatch || now.role_account_mismatch {
-        problems.insert(Problem::RoleAccountMismatch);
-    }
-    if expected_account.is_none() && !conflict && role_error(&target).is_none() {
-        problems.insert(Problem::Unresolved);
-    }
-    if namespace
-        .and_then(|n| non_empty(&n.owner_account_id))
-        .is_some_and(|a| !is_account_id(a))
-    {
-        problems.insert(Problem::InvalidAccountId);
-    }
-    if let Some(p) = idle {
-        problems.insert(p);
-    }
-    if idle.is_none()
-        && matches!(
-            actual.outcome,
-            Some(Err(Block::RegionMismatch | Block::AccountMismatch))
-        )
-    {
-        problems.insert(Problem::TerminalMismatch);
-    }
+    let input = ProblemInput {
+        resource,
+        namespace,
+        arn_account: &arn_acct,
+        status_account: &status_account,
+        account_drift,
+        idle,
+    };
+    let (problems, role_err) = verdict_problems(&input, &r);
     // A controller that reconciles nothing calls nothing and does nothing about a drift.
     let acts = idle.is_none();
     let effect = account_drift
-        .then(|| drift_effect(&actual, &expected_account))
+        .then(|| drift_effect(&r.actual, &expected_account))
         .flatten()
         .filter(|_| acts);
     let region_effect = region_drift
-        .then(|| region_drift_effect(&actual))
+        .then(|| region_drift_effect(&r.actual))
         .filter(|_| acts);
-    let called_account = match &actual.outcome {
+    let called_account = match &r.actual.outcome {
         Some(Ok(called)) if acts => called.clone(),
         _ => None,
     };
+    let conflict = problems.contains(&Problem::SelectorConflict);
     Ownership {
         status_account,
         status_region,
         arn_account: arn_acct,
         expected_account,
-        account_source: if conflict { None } else { target.source },
+        account_source: if conflict { None } else { r.target.source },
         account_drift,
         expected_region,
         region_source,
@@ -682,9 +713,9 @@ pub fn evaluate(
         problems,
         effect,
         region_effect,
-        role_arn: target.role_arn,
+        role_arn: r.target.role_arn,
         role_error: role_err,
-        matched_selectors: target.matched_selectors,
+        matched_selectors: r.target.matched_selectors,
         called_account,
         controller: controller.deployment.clone(),
         runtime: controller.runtime,

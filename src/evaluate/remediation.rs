@@ -15,108 +15,10 @@ pub fn kubectl_resource(r: &AckResource) -> String {
 
 pub fn steps(r: &AckResource, o: &Ownership, controller: &ControllerSettings) -> Vec<String> {
     let mut out = Vec::new();
-    let kres = kubectl_resource(r);
-    let target = format!("-n {} {} {}", r.namespace, kres, r.name);
-    let unknown = "?".to_string();
-    if let Some(step) = idle_step(r, o, controller) {
-        out.push(step);
-    }
-
+    out.extend(idle_step(r, o, controller));
     if o.account_drift || o.region_drift {
-        let (wrong_acct, right_acct) = (
-            o.status_account.as_ref().unwrap_or(&unknown),
-            o.expected_account.as_ref().unwrap_or(&unknown),
-        );
-        let (wrong_region, right_region) = (
-            o.status_region.as_ref().unwrap_or(&unknown),
-            o.expected_region.as_ref().unwrap_or(&unknown),
-        );
-        let what = match (o.account_drift, o.region_drift) {
-            (true, true) => format!(
-                "account {wrong_acct} / {wrong_region}, but belongs in account {right_acct} / {right_region}"
-            ),
-            (true, false) => {
-                format!("account {wrong_acct}, but belongs in account {right_acct}")
-            }
-            _ => format!("region {wrong_region}, but belongs in region {right_region}"),
-        };
-        out.push(format!("The status records {what}."));
-        match o.effect {
-            Some(Effect::CallsWrongAccount) => out.push(format!(
-                "The controller keeps calling account {} for it: every reconcile is an AWS call in the wrong account.",
-                o.called_account.as_ref().unwrap_or(&unknown)
-            )),
-            Some(Effect::Blocked) => out.push(
-                "The controller cannot reconcile it (terminal error or no role to assume), so a plain delete will hang on the finalizer."
-                    .to_string(),
-            ),
-            Some(Effect::StaleStatus) => out.push(format!(
-                "The controller uses account {right_acct}; the status (ARN, ids) still points at account {wrong_acct}."
-            )),
-            None => {}
-        }
-        if o.region_effect == Some(RegionEffect::CallsWrongRegion) {
-            out.push(format!(
-                "The controller keeps calling region {wrong_region} for it: runtime {} reads the status region first.",
-                o.runtime
-            ));
-        }
-        if o.problems.contains(&Problem::TerminalMismatch) {
-            out.push(format!(
-                "Runtime {} refuses the status with a terminal error before any AWS call and writes no condition: the old conditions (even ACK.ResourceSynced=True) stay, and a plain delete hangs on the finalizer.",
-                o.runtime
-            ));
-        }
-        out.push(format!(
-            "Save the manifest: kubectl get {target} -o yaml > {}.{}.yaml",
-            r.namespace, r.name
-        ));
-        out.push(format!(
-            "Keep the controller from deleting AWS objects while the CR goes: kubectl annotate {target} services.k8s.aws/deletion-policy=retain --overwrite"
-        ));
-        out.push(format!(
-            "Delete the CR: kubectl delete {target} --wait=false"
-        ));
-        // Nobody removes the finalizer of a blocked resource, nor of one nothing reconciles.
-        let stuck = [
-            Problem::Terminal,
-            Problem::ControllerNotRunning,
-            Problem::NotReconciled,
-        ];
-        if o.effect == Some(Effect::Blocked)
-            || o.region_effect == Some(RegionEffect::Blocked)
-            || stuck.iter().any(|p| o.problems.contains(p))
-        {
-            out.push(format!(
-                "If it stays in Terminating, release the finalizer: kubectl patch {target} --type=merge -p '{{\"metadata\":{{\"finalizers\":null}}}}'"
-            ));
-        }
-        let arn = r.metadata.as_ref().and_then(|m| m.arn.as_ref());
-        out.push(format!(
-            "In AWS account {wrong_acct}, region {wrong_region}: list what ACK created for this namespace: aws resourcegroupstaggingapi get-resources --region {wrong_region} --tag-filters Key=services.k8s.aws/namespace,Values={}",
-            r.namespace
-        ));
-        match arn {
-            // A status ARN means a real object exists where the status says: it may hold data.
-            Some(arn) => out.push(format!(
-                "The status ARN {arn} names a real object in account {wrong_acct}: move or keep what it holds before deleting it; delete only leftovers of failed creates."
-            )),
-            None => out.push(format!(
-                "No ARN was recorded, so nothing was created for it in account {wrong_acct}: delete only leftovers of failed creates that carry this namespace's tag."
-            )),
-        }
-        out.push(format!(
-            "In AWS account {right_acct}, region {right_region}: check whether the resource already exists there; if so adopt it instead of creating a duplicate."
-        ));
-        out.push(format!(
-            "Recreate the CR from its source of truth (GitOps), or from {}.{}.yaml without status, metadata.uid, metadata.resourceVersion and metadata.finalizers.",
-            r.namespace, r.name
-        ));
-        out.push(format!(
-            "Verify: kubectl get {target} -o jsonpath='{{.status.ackResourceMetadata.ownerAccountID}} {{.status.ackResourceMetadata.region}}' prints {right_acct} {right_region}"
-        ));
+        drift_steps(r, o, &mut out);
     }
-
     if let Some(e) = &o.role_error {
         out.push(role_step(o, e, controller));
     }
@@ -151,6 +53,118 @@ pub fn steps(r: &AckResource, o: &Ownership, controller: &ControllerSettings) ->
         ));
     }
     out
+}
+
+/// What the drift does, and how to move the resource where it belongs.
+fn drift_steps(r: &AckResource, o: &Ownership, out: &mut Vec<String>) {
+    let unknown = "?".to_string();
+    let (wrong_acct, right_acct) = (
+        o.status_account.as_ref().unwrap_or(&unknown),
+        o.expected_account.as_ref().unwrap_or(&unknown),
+    );
+    let (wrong_region, right_region) = (
+        o.status_region.as_ref().unwrap_or(&unknown),
+        o.expected_region.as_ref().unwrap_or(&unknown),
+    );
+    let what = match (o.account_drift, o.region_drift) {
+        (true, true) => format!(
+            "account {wrong_acct} / {wrong_region}, but belongs in account {right_acct} / {right_region}"
+        ),
+        (true, false) => {
+            format!("account {wrong_acct}, but belongs in account {right_acct}")
+        }
+        _ => format!("region {wrong_region}, but belongs in region {right_region}"),
+    };
+    out.push(format!("The status records {what}."));
+    match o.effect {
+        Some(Effect::CallsWrongAccount) => out.push(format!(
+            "The controller keeps calling account {} for it: every reconcile is an AWS call in the wrong account.",
+            o.called_account.as_ref().unwrap_or(&unknown)
+        )),
+        Some(Effect::Blocked) => out.push(
+            "The controller cannot reconcile it (terminal error or no role to assume), so a plain delete will hang on the finalizer."
+                .to_string(),
+        ),
+        Some(Effect::StaleStatus) => out.push(format!(
+            "The controller uses account {right_acct}; the status (ARN, ids) still points at account {wrong_acct}."
+        )),
+        None => {}
+    }
+    if o.region_effect == Some(RegionEffect::CallsWrongRegion) {
+        out.push(format!(
+            "The controller keeps calling region {wrong_region} for it: runtime {} reads the status region first.",
+            o.runtime
+        ));
+    }
+    if o.problems.contains(&Problem::TerminalMismatch) {
+        out.push(format!(
+            "Runtime {} refuses the status with a terminal error before any AWS call and writes no condition: the old conditions (even ACK.ResourceSynced=True) stay, and a plain delete hangs on the finalizer.",
+            o.runtime
+        ));
+    }
+    recovery_steps(r, o, out);
+}
+
+/// Save, release, clean up, recreate, verify: moving a drifted resource where it belongs.
+fn recovery_steps(r: &AckResource, o: &Ownership, out: &mut Vec<String>) {
+    let target = format!("-n {} {} {}", r.namespace, kubectl_resource(r), r.name);
+    let unknown = "?".to_string();
+    let (wrong_acct, right_acct) = (
+        o.status_account.as_ref().unwrap_or(&unknown),
+        o.expected_account.as_ref().unwrap_or(&unknown),
+    );
+    let (wrong_region, right_region) = (
+        o.status_region.as_ref().unwrap_or(&unknown),
+        o.expected_region.as_ref().unwrap_or(&unknown),
+    );
+    out.push(format!(
+        "Save the manifest: kubectl get {target} -o yaml > {}.{}.yaml",
+        r.namespace, r.name
+    ));
+    out.push(format!(
+        "Keep the controller from deleting AWS objects while the CR goes: kubectl annotate {target} services.k8s.aws/deletion-policy=retain --overwrite"
+    ));
+    out.push(format!(
+        "Delete the CR: kubectl delete {target} --wait=false"
+    ));
+    // Nobody removes the finalizer of a blocked resource, nor of one nothing reconciles.
+    let stuck = [
+        Problem::Terminal,
+        Problem::ControllerNotRunning,
+        Problem::NotReconciled,
+    ];
+    if o.effect == Some(Effect::Blocked)
+        || o.region_effect == Some(RegionEffect::Blocked)
+        || stuck.iter().any(|p| o.problems.contains(p))
+    {
+        out.push(format!(
+            "If it stays in Terminating, release the finalizer: kubectl patch {target} --type=merge -p '{{\"metadata\":{{\"finalizers\":null}}}}'"
+        ));
+    }
+    let arn = r.metadata.as_ref().and_then(|m| m.arn.as_ref());
+    out.push(format!(
+        "In AWS account {wrong_acct}, region {wrong_region}: list what ACK created for this namespace: aws resourcegroupstaggingapi get-resources --region {wrong_region} --tag-filters Key=services.k8s.aws/namespace,Values={}",
+        r.namespace
+    ));
+    match arn {
+        // A status ARN means a real object exists where the status says: it may hold data.
+        Some(arn) => out.push(format!(
+            "The status ARN {arn} names a real object in account {wrong_acct}: move or keep what it holds before deleting it; delete only leftovers of failed creates."
+        )),
+        None => out.push(format!(
+            "No ARN was recorded, so nothing was created for it in account {wrong_acct}: delete only leftovers of failed creates that carry this namespace's tag."
+        )),
+    }
+    out.push(format!(
+        "In AWS account {right_acct}, region {right_region}: check whether the resource already exists there; if so adopt it instead of creating a duplicate."
+    ));
+    out.push(format!(
+        "Recreate the CR from its source of truth (GitOps), or from {}.{}.yaml without status, metadata.uid, metadata.resourceVersion and metadata.finalizers.",
+        r.namespace, r.name
+    ));
+    out.push(format!(
+        "Verify: kubectl get {target} -o jsonpath='{{.status.ackResourceMetadata.ownerAccountID}} {{.status.ackResourceMetadata.region}}' prints {right_acct} {right_region}"
+    ));
 }
 
 /// Why nothing happens to the resource, when its controller never reconciles it.

@@ -209,6 +209,36 @@ pub fn parse_feature_gates(s: &str) -> Result<BTreeMap<String, bool>, String> {
     Ok(gates)
 }
 
+/// The container's env as the kubelet expands it: in order, each value seeing the ones
+/// before it; `valueFrom` entries are not knowable from the Deployment alone.
+fn container_env(container: &Container) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    for (k, v) in &container.env {
+        match v {
+            Some(v) => {
+                let expanded = expand_vars(v, &env);
+                env.insert(k.clone(), expanded);
+            }
+            None => {
+                env.remove(k);
+            }
+        }
+    }
+    env
+}
+
+/// Boolean flags whose value `strconv.ParseBool` refuses (pflag exits at start).
+fn unreadable_booleans(flags: &ParsedFlags) -> Vec<String> {
+    BOOL_FLAGS
+        .iter()
+        .filter_map(|flag| {
+            let v = flags.values.get(*flag)?;
+            (!v.contains("$(") && parse_go_bool(v).is_none())
+                .then(|| format!("--{flag}={v}: not a boolean"))
+        })
+        .collect()
+}
+
 /// Reads one container of a Deployment; `None` when it is not an ACK controller.
 pub fn from_container(
     namespace: &str,
@@ -219,20 +249,7 @@ pub fn from_container(
     let (service, version) = parse_controller_image(&container.image)?;
     let mut warnings = Vec::new();
 
-    // The kubelet expands env values in order, each seeing the ones before it.
-    let mut env = BTreeMap::new();
-    for (k, v) in &container.env {
-        match v {
-            Some(v) => {
-                let expanded = expand_vars(v, &env);
-                env.insert(k.clone(), expanded);
-            }
-            None => {
-                // valueFrom: not knowable from the Deployment alone.
-                env.remove(k);
-            }
-        }
-    }
+    let env = container_env(container);
     let args: Vec<String> = container
         .command
         .iter()
@@ -273,15 +290,7 @@ pub fn from_container(
 
     let reconcile_resources = checked("reconcile-resources");
     let watch_selectors = checked("watch-selectors");
-    let mut invalid_values = Vec::new();
-    for flag in BOOL_FLAGS {
-        if let Some(v) = flags.values.get(*flag)
-            && !v.contains("$(")
-            && parse_go_bool(v).is_none()
-        {
-            invalid_values.push(format!("--{flag}={v}: not a boolean"));
-        }
-    }
+    let invalid_values = unreadable_booleans(&flags);
     let enable_carm = enable_carm_raw.as_deref().and_then(parse_go_bool);
     let (feature_gates, feature_gates_error) =
         match feature_gates_raw.as_deref().map(parse_feature_gates) {

@@ -51,109 +51,122 @@ pub fn render(controllers: &[ControllerSettings]) -> String {
         out.push_str("No ACK controllers found in the input or the config.\n");
     }
     for c in controllers {
-        let _ = writeln!(
-            out,
-            "controller {} ({})",
-            c.service,
-            c.deployment.as_deref().unwrap_or("no Deployment found")
-        );
-        let row = |out: &mut String, k: &str, v: String| {
-            let _ = writeln!(out, "  {k:<18} {v}");
-        };
-        row(
-            &mut out,
-            "version",
-            c.version.clone().unwrap_or_else(|| "-".into()),
-        );
-        row(
-            &mut out,
-            "default account",
-            format!(
-                "{} ({})",
-                c.default_account.as_deref().unwrap_or("-"),
-                origin(c.default_account_origin)
-            ),
-        );
-        row(
-            &mut out,
-            "default region",
-            format!(
-                "{} ({})",
-                c.default_region.as_deref().unwrap_or("-"),
-                origin(c.default_region_origin)
-            ),
-        );
-        row(&mut out, "runtime", runtime_row(c));
-        row(
-            &mut out,
-            "CARM",
-            format!(
-                "{} ({})",
-                if c.carm { "on" } else { "off" },
-                if c.behaviour.enable_carm_flag {
-                    format!("--enable-carm={}", c.enable_carm)
-                } else {
-                    format!("runtime {} has no --enable-carm", c.runtime)
-                }
-            ),
-        );
-        let gates: Vec<String> = c
-            .feature_gates
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        row(
-            &mut out,
-            "feature gates",
-            if gates.is_empty() {
-                "-".into()
-            } else {
-                gates.join(",")
-            },
-        );
-        row(&mut out, "system namespace", c.system_namespace.clone());
-        row(
-            &mut out,
-            "watch namespaces",
-            if c.watch_namespaces.is_empty() {
-                "all".into()
-            } else {
-                c.watch_namespaces.join(",")
-            },
-        );
-        row(
-            &mut out,
-            "runs",
-            if c.running() {
-                "yes".into()
-            } else {
-                "NO: it reconciles nothing".into()
-            },
-        );
-        for p in &c.problems {
-            let seen = match p.evidence {
-                Evidence::Predicted => "cannot start",
-                Evidence::Observed => "observed",
-            };
-            let _ = writeln!(
-                out,
-                "  problem: {} ({seen}): {}",
-                p.problem.as_str(),
-                p.detail
-            );
-        }
-        if let Some(k) = &c.scope.kinds {
-            let kinds: Vec<&str> = k.iter().map(String::as_str).collect();
-            row(&mut out, "reconciles kinds", kinds.join(","));
-        }
-        if let Some(l) = &c.scope.labels {
-            row(&mut out, "watch selectors", l.to_string());
-        }
-        for n in &c.notes {
-            let _ = writeln!(out, "  note: {n}");
-        }
+        render_controller(&mut out, c);
     }
     out
+}
+
+/// One controller's block: its settings, whether it runs and why not, its notes.
+fn render_controller(out: &mut String, c: &ControllerSettings) {
+    let _ = writeln!(
+        out,
+        "controller {} ({})",
+        c.service,
+        c.deployment.as_deref().unwrap_or("no Deployment found")
+    );
+    let row = |out: &mut String, k: &str, v: String| {
+        let _ = writeln!(out, "  {k:<18} {v}");
+    };
+    row(
+        out,
+        "version",
+        c.version.clone().unwrap_or_else(|| "-".into()),
+    );
+    row(
+        out,
+        "default account",
+        format!(
+            "{} ({})",
+            c.default_account.as_deref().unwrap_or("-"),
+            origin(c.default_account_origin)
+        ),
+    );
+    row(
+        out,
+        "default region",
+        format!(
+            "{} ({})",
+            c.default_region.as_deref().unwrap_or("-"),
+            origin(c.default_region_origin)
+        ),
+    );
+    row(out, "runtime", runtime_row(c));
+    row(
+        out,
+        "CARM",
+        format!(
+            "{} ({})",
+            if c.carm { "on" } else { "off" },
+            if c.behaviour.enable_carm_flag {
+                format!("--enable-carm={}", c.enable_carm)
+            } else {
+                format!("runtime {} has no --enable-carm", c.runtime)
+            }
+        ),
+    );
+    let gates: Vec<String> = c
+        .feature_gates
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    row(
+        out,
+        "feature gates",
+        if gates.is_empty() {
+            "-".into()
+        } else {
+            gates.join(",")
+        },
+    );
+    row(out, "system namespace", c.system_namespace.clone());
+    row(
+        out,
+        "watch namespaces",
+        if c.watch_namespaces.is_empty() {
+            "all".into()
+        } else {
+            c.watch_namespaces.join(",")
+        },
+    );
+    render_running(out, c);
+    for n in &c.notes {
+        let _ = writeln!(out, "  note: {n}");
+    }
+}
+
+/// Whether the controller runs, every reason it cannot, and what it reconciles.
+fn render_running(out: &mut String, c: &ControllerSettings) {
+    let row = |out: &mut String, k: &str, v: String| {
+        let _ = writeln!(out, "  {k:<18} {v}");
+    };
+    row(
+        out,
+        "runs",
+        if c.running() {
+            "yes".into()
+        } else {
+            "NO: it reconciles nothing".into()
+        },
+    );
+    for p in &c.problems {
+        let seen = match p.evidence {
+            Evidence::Predicted => "cannot start",
+            Evidence::Observed => "observed",
+        };
+        let _ = writeln!(
+            out,
+            "  problem: {} ({seen}): {}",
+            p.problem.as_str(),
+            p.detail
+        );
+    }
+    if let Some(k) = &c.scope.kinds {
+        let kinds: Vec<&str> = k.iter().map(String::as_str).collect();
+        row(out, "reconciles kinds", kinds.join(","));
+    }
+    if let Some(l) = &c.scope.labels {
+        row(out, "watch selectors", l.to_string());
+    }
 }
 
 /// The IAMRoleSelectors and whether the runtime accepts each (`validateSelector`).
