@@ -173,6 +173,16 @@ pub fn check(
             ),
         }
     }
+    if let Some(n) = c
+        .start
+        .available_replicas
+        .filter(|n| *n > 0 && !out.problems.is_empty())
+    {
+        // A rollout of this spec cannot finish; the pods still up run an earlier template.
+        out.notes.push(format!(
+            "{n} replica(s) of an earlier template are still available: this spec's rollout cannot finish, and the verdicts follow this spec (what any restart runs)"
+        ));
+    }
     if let Some(0) = c.start.available_replicas {
         out.problems.push(StartupProblem {
             problem: ControllerProblem::NoAvailableReplica,

@@ -239,3 +239,23 @@ fn config_overrides_count_as_the_flags_they_imply() {
     let c = resolve(&snap, &config).remove(0);
     assert_eq!(problems(&c), [ControllerProblem::UndefinedFlag]);
 }
+
+#[test]
+fn a_stuck_rollout_is_said_to_be_one() {
+    // The spec cannot start, yet a pod of the previous template is still available.
+    let mut d = deployment(&["--no-such-flag=1"]);
+    d.available_replicas = Some(1);
+    let snap = ClusterSnapshot {
+        controllers: vec![d],
+        ..Default::default()
+    };
+    let c = resolve(&snap, &Config::default()).remove(0);
+    assert_eq!(problems(&c), [ControllerProblem::UndefinedFlag]);
+    assert!(
+        c.notes
+            .iter()
+            .any(|n| n.contains("earlier template are still available")),
+        "{:?}",
+        c.notes
+    );
+}
