@@ -560,3 +560,58 @@ fn controller_info_names_each_release_and_its_runtime() {
     // Without a Deployment, up is unknown, not 1.
     assert!(!all.keys().any(|(n, _)| n == "ack_drift_controller_up"));
 }
+
+/// `/metrics` of the demo with what changes from build to build or scrape to scrape masked,
+/// and each family's samples sorted (the exporter's own families come from hash maps).
+fn masked_demo_metrics() -> String {
+    let text = Server::start(&["--demo"]).get("/metrics").text();
+    let mut lines: Vec<String> = Vec::new();
+    let mut block: Vec<String> = Vec::new();
+    for l in text
+        .lines()
+        .map(mask)
+        .chain(std::iter::once("#".to_string()))
+    {
+        if l.starts_with('#') {
+            block.sort();
+            lines.append(&mut block);
+            lines.push(l);
+        } else {
+            block.push(l);
+        }
+    }
+    lines.pop();
+    lines.into_iter().map(|l| l + "\n").collect()
+}
+
+/// The build's version and revision and the last scrape's duration, masked.
+fn mask(l: &str) -> String {
+    if l.starts_with("ack_drift_exporter_build_info{") {
+        "ack_drift_exporter_build_info{version=\"<version>\",revision=\"<revision>\"} 1".to_string()
+    } else if l.starts_with("ack_drift_exporter_scrape_duration_seconds ") {
+        "ack_drift_exporter_scrape_duration_seconds <seconds>".to_string()
+    } else {
+        l.to_string()
+    }
+}
+
+/// The demo's whole exposition, held to `tests/testdata/demo-metrics.txt`: any change of a
+/// sample shows in review. `UPDATE_GOLDEN=1` rewrites the file.
+#[test]
+fn the_demo_exposition_matches_its_golden_file() {
+    let got = masked_demo_metrics();
+    let path = common::root().join("tests/testdata/demo-metrics.txt");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap();
+    if got != want {
+        let first = got
+            .lines()
+            .zip(want.lines())
+            .find(|(g, w)| g != w)
+            .map(|(g, w)| format!("got:  {g}\nwant: {w}"))
+            .unwrap_or_else(|| "one is a prefix of the other".into());
+        panic!("the demo's /metrics changed (UPDATE_GOLDEN=1 to accept):\n{first}");
+    }
+}

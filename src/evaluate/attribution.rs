@@ -1,6 +1,6 @@
 //! Ties ACK-originated CloudTrail events to the custom resource that caused them.
 //!
-//! Each CR of a kind offers identifier strings (DESIGN §5). An event of that kind (from its
+//! Each CR of a kind offers identifier strings (README "How CloudTrail events are tied to resources"). An event of that kind (from its
 //! user agent) matches a CR when one of its request values equals one of them. A value held
 //! by exactly one CR decides; values shared by several CRs only narrow the candidates; then
 //! the request's `services.k8s.aws/namespace` tag narrows further. Anything still ambiguous,

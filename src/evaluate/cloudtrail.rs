@@ -15,7 +15,8 @@ use crate::config::IdentifierRule;
 use crate::model::trail::TrailRecord;
 use crate::model::{CARM_MAPS, ClusterSnapshot};
 
-/// How a record shows a call crossing accounts, strongest first.
+/// How a record shows a call crossing accounts, weakest first: the derived `Ord` ranks them,
+/// and a pivot logged twice keeps the greater (`a_pivot_logged_twice_…` pins it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Signal {
@@ -526,6 +527,12 @@ mod tests {
         let mut again = record("new");
         again.event_time = 500;
         assert!(!t.ingest(again));
+    }
+
+    #[test]
+    fn signals_rank_weakest_first() {
+        assert!(Signal::RecipientDiffers < Signal::AwsAccount);
+        assert!(Signal::AwsAccount < Signal::AssumeRole);
     }
 
     #[test]

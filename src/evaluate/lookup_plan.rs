@@ -1,5 +1,5 @@
 //! Which CloudTrail streams to poll: (account, region, event source), from the config and,
-//! for `auto`, from every account and region the cluster mentions (DESIGN §4).
+//! for `auto`, from every account and region the cluster mentions (README "Reading CloudTrail live").
 
 use std::collections::BTreeSet;
 

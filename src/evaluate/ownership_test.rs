@@ -1,5 +1,6 @@
-//! One test per rule of DESIGN §2 and §5. Each case states its world (controller, namespace,
-//! maps, selectors, resource) and the verdict worked out by hand from the rule.
+//! One test per rule of README "How the verdict is reached", the versioned ones as tables.
+//! Each case states its world (controller, namespace, maps, selectors, resource) and the
+//! verdict worked out by hand from the rule.
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,4 @@
-//! The `audit` report: one structure, rendered as JSON (normative fields, DESIGN §6), a table
+//! The `audit` report: one structure, rendered as JSON (the fields of README "Outputs"), a table
 //! for people, or Markdown for an incident ticket.
 
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
-//! The `/metrics` contract (DESIGN §6): every family the exporter serves, and the rendering
+//! The `/metrics` contract (README "Metrics"): every family the exporter serves, and the rendering
 //! of the resource and CloudTrail families into text *before* any scrape.
 //!
 //! Per-resource lines are rendered when a resource's inputs change (see [`ResourceCache`]);
@@ -322,7 +322,7 @@ family!(
     EXPORTER_PARSE_ERRORS,
     "ack_drift_exporter_parse_errors_total",
     Counter,
-    "Input problems met, by source (kube_dir, cloudtrail_dir, lookup_events).",
+    "Input problems met, by source (kube_dir, kube, cloudtrail_dir, lookup_events).",
     ["source"]
 );
 family!(
