@@ -14,14 +14,14 @@ use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, DEFAULT_WINDOW};
-use crate::evaluate::cloudtrail::{self, TrailEvidence, TrailTally};
+use crate::evaluate::cloudtrail::{self, TrailTally, TrailView};
 use crate::evaluate::lookup_plan::{self, LookupPlan};
 use crate::evaluate::release_table::RuntimeSource;
 use crate::evaluate::{Evaluation, EvaluationCache, evaluate_with};
 use crate::model::{ClusterSnapshot, ParseError};
 use crate::offline::{self, Input, Offline, Window};
-use crate::output::audit::{AuditReport, TrailInput};
-use crate::output::metrics::{ClusterMetrics, Options, ResourceCache, ResourceInput, TrailMetrics};
+use crate::output::audit::AuditReport;
+use crate::output::metrics::{ClusterMetrics, Options, ResourceCache, ResourceInput};
 use crate::output::page;
 use crate::output::web::{self, AppState, Published, SHUTDOWN_GRACE};
 use crate::source::kube::{self as kube_source, KubeOptions, LiveCluster};
@@ -67,14 +67,6 @@ pub fn parse_listen_address(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("--web.listen-address {s:?}: expected [HOST]:PORT, e.g. :9754"))
 }
 
-/// CloudTrail input as the publisher sees it.
-pub struct TrailView<'a> {
-    pub tally: &'a TrailTally,
-    pub evidence: &'a TrailEvidence,
-    pub files: usize,
-    pub errors: &'a [ParseError],
-}
-
 /// Turns a snapshot and its verdicts into what scrapes and page views see.
 pub fn publish(
     state: &AppState,
@@ -99,12 +91,6 @@ pub fn publish(
             .as_deref()
             .and_then(|d| versions.get(d).copied()),
     });
-    let window_seconds = config.cloudtrail.window.unwrap_or(DEFAULT_WINDOW).as_secs();
-    let trail_metrics = trail.map(|t| TrailMetrics {
-        tally: t.tally,
-        evidence: t.evidence,
-        window_seconds,
-    });
     let options = Options {
         omit_zero_series: config.metrics.omit_zero_series,
     };
@@ -112,16 +98,10 @@ pub fn publish(
         controllers: &evaluation.controllers,
         role_selectors: &evaluation.role_selectors,
     };
-    let exposition = cache.prepare(inputs, &cluster, trail_metrics.as_ref(), options);
+    let exposition = cache.prepare(inputs, &cluster, trail, options);
     announce(evaluation, &mut cache.announced);
 
-    let trail_input = trail.map(|t| TrailInput {
-        tally: t.tally,
-        evidence: t.evidence,
-        files: t.files,
-        errors: t.errors,
-    });
-    let report = AuditReport::build_notable(snapshot, evaluation, trail_input.as_ref());
+    let report = AuditReport::build_notable(snapshot, evaluation, trail);
     let page = page::render(&report, &state.telemetry_path);
     state
         .published
@@ -164,13 +144,16 @@ fn announce(evaluation: &Evaluation, announced: &mut std::collections::BTreeSet<
     *announced = now;
 }
 
+/// The per-resource CloudTrail window `/metrics` reports.
+fn window_seconds(config: &Config) -> u64 {
+    config.cloudtrail.window.unwrap_or(DEFAULT_WINDOW).as_secs()
+}
+
 fn publish_offline(state: &AppState, loaded: &Offline, config: &Config, cache: &mut ResourceCache) {
-    let view = loaded.trail.as_ref().map(|t| TrailView {
-        tally: &t.tally,
-        evidence: &t.evidence,
-        files: t.files,
-        errors: &t.errors,
-    });
+    let view = loaded
+        .trail
+        .as_ref()
+        .map(|t| t.view(window_seconds(config)));
     publish(
         state,
         &loaded.snapshot,
@@ -337,6 +320,7 @@ fn publish_continuous(
                 evidence: &evidence,
                 files: *files,
                 errors,
+                window_seconds: window_seconds(config),
             };
             publish(state, &snapshot, &evaluation, Some(&view), config, renders);
         }
@@ -363,6 +347,7 @@ fn publish_continuous(
                 evidence: &evidence,
                 files: *files,
                 errors: &errors,
+                window_seconds: window_seconds(config),
             };
             publish(state, &snapshot, &evaluation, Some(&view), config, renders);
             drop(tally);

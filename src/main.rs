@@ -9,7 +9,7 @@ use ack_drift_exporter::config::{Config, parse_duration};
 use ack_drift_exporter::evaluate;
 use ack_drift_exporter::model::ClusterSnapshot;
 use ack_drift_exporter::model::time::parse_rfc3339;
-use ack_drift_exporter::output::audit::{AuditReport, TrailInput};
+use ack_drift_exporter::output::audit::AuditReport;
 use ack_drift_exporter::output::controllers;
 use ack_drift_exporter::source::kube_dir;
 use ack_drift_exporter::{demo, exporter, offline};
@@ -332,12 +332,8 @@ fn audit(args: AuditArgs) -> ExitCode {
         for e in &t.errors {
             eprintln!("warning: {e}");
         }
-        TrailInput {
-            tally: &t.tally,
-            evidence: &t.evidence,
-            files: t.files,
-            errors: &t.errors,
-        }
+        // 0: the whole input counts.
+        t.view(window.length.map_or(0, |w| w.as_secs()))
     });
     let report = AuditReport::build(&loaded.snapshot, &loaded.evaluation, input.as_ref());
     let text = match args.output {

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::evaluate::cloudtrail::{self, TrailEvidence, TrailTally};
+use crate::evaluate::cloudtrail::{self, TrailEvidence, TrailTally, TrailView};
 use crate::evaluate::{self, Evaluation};
 use crate::model::{ClusterSnapshot, ParseError};
 use crate::source::{kube_dir, trail_dir};
@@ -26,6 +26,19 @@ pub struct TrailState {
     pub evidence: TrailEvidence,
     pub files: usize,
     pub errors: Vec<ParseError>,
+}
+
+impl TrailState {
+    /// The summary the outputs read; `window_seconds` is the per-resource window reported.
+    pub fn view(&self, window_seconds: u64) -> TrailView<'_> {
+        TrailView {
+            tally: &self.tally,
+            evidence: &self.evidence,
+            files: self.files,
+            errors: &self.errors,
+            window_seconds,
+        }
+    }
 }
 
 pub struct Offline {

@@ -15,6 +15,19 @@ use crate::config::IdentifierRule;
 use crate::model::trail::TrailRecord;
 use crate::model::{CARM_MAPS, ClusterSnapshot};
 
+/// The CloudTrail summary every output reads: the tally, the evidence drawn from it, and what
+/// was read to get them.
+#[derive(Clone, Copy)]
+pub struct TrailView<'a> {
+    pub tally: &'a TrailTally,
+    pub evidence: &'a TrailEvidence,
+    /// Trail files read.
+    pub files: usize,
+    pub errors: &'a [crate::model::ParseError],
+    /// The per-resource window the evidence covers, in seconds.
+    pub window_seconds: u64,
+}
+
 /// How a record shows a call crossing accounts, weakest first: the derived `Ord` ranks them,
 /// and a pivot logged twice keeps the greater (`a_pivot_logged_twice_…` pins it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

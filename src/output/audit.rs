@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::evaluate::Evaluation;
-use crate::evaluate::cloudtrail::{Signal, TrailEvidence, TrailTally};
+use crate::evaluate::cloudtrail::{Signal, TrailView};
 use crate::evaluate::ownership::{
     AccountSource, Effect, Problem, RegionEffect, RegionSource, RoleError,
 };
@@ -16,14 +16,6 @@ use crate::evaluate::role_selector::SelectorInvalid;
 use crate::evaluate::startup::StartupProblem;
 use crate::model::time::format_rfc3339;
 use crate::model::{ClusterSnapshot, ParseError};
-
-/// Trail input to the audit: what was read and what it shows.
-pub struct TrailInput<'a> {
-    pub tally: &'a TrailTally,
-    pub evidence: &'a TrailEvidence,
-    pub files: usize,
-    pub errors: &'a [ParseError],
-}
 
 /// The audit JSON's version: bumped with each release that adds a field, changes one's
 /// meaning or removes one (README "Outputs", CHANGELOG).
@@ -201,7 +193,7 @@ pub struct Summary {
     pub problems: BTreeMap<&'static str, usize>,
 }
 
-fn cloudtrail_report(t: &TrailInput) -> CloudTrailReport {
+fn cloudtrail_report(t: &TrailView) -> CloudTrailReport {
     let mut errors: Vec<ErrorCount> = t
         .tally
         .errors_by
@@ -286,7 +278,7 @@ impl AuditReport {
     pub fn build(
         snapshot: &ClusterSnapshot,
         evaluation: &Evaluation,
-        trail: Option<&TrailInput>,
+        trail: Option<&TrailView>,
     ) -> AuditReport {
         Self::build_scoped(snapshot, evaluation, trail, false)
     }
@@ -296,7 +288,7 @@ impl AuditReport {
     pub fn build_notable(
         snapshot: &ClusterSnapshot,
         evaluation: &Evaluation,
-        trail: Option<&TrailInput>,
+        trail: Option<&TrailView>,
     ) -> AuditReport {
         Self::build_scoped(snapshot, evaluation, trail, true)
     }
@@ -304,7 +296,7 @@ impl AuditReport {
     fn build_scoped(
         snapshot: &ClusterSnapshot,
         evaluation: &Evaluation,
-        trail: Option<&TrailInput>,
+        trail: Option<&TrailView>,
         notable_only: bool,
     ) -> AuditReport {
         let mut resources = Vec::new();

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use crate::evaluate::cloudtrail::{ResourceEvidence, TrailEvidence, TrailTally};
+use crate::evaluate::cloudtrail::{ResourceEvidence, TrailView};
 use crate::evaluate::role_selector::SelectorVerdict;
 use crate::evaluate::{ControllerSettings, Ownership};
 use crate::intern::Interner;
@@ -918,13 +918,6 @@ fn controller_blocks(c: &ClusterMetrics) -> Vec<(&'static Family, String)> {
     ]
 }
 
-/// CloudTrail input to the exposition.
-pub struct TrailMetrics<'a> {
-    pub tally: &'a TrailTally,
-    pub evidence: &'a TrailEvidence,
-    pub window_seconds: u64,
-}
-
 impl ResourceCache {
     /// Renders changed resources, reuses the others, drops vanished ones, and assembles the
     /// exposition.
@@ -932,7 +925,7 @@ impl ResourceCache {
         &mut self,
         resources: impl IntoIterator<Item = ResourceInput<'a>>,
         cluster: &ClusterMetrics,
-        trail: Option<&TrailMetrics>,
+        trail: Option<&TrailView>,
         options: Options,
     ) -> Exposition {
         let mut prepared = Vec::new();
@@ -980,7 +973,7 @@ impl ResourceCache {
     }
 }
 
-fn trail_blocks(t: &TrailMetrics) -> Vec<(&'static Family, String)> {
+fn trail_blocks(t: &TrailView) -> Vec<(&'static Family, String)> {
     let mut events = String::new();
     let mut sorted: Vec<_> = t.tally.events_by.iter().collect();
     sorted.sort();
