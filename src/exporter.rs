@@ -206,10 +206,18 @@ impl ClusterSide {
 /// The CloudTrail side of a continuously published exporter.
 enum TrailSide {
     Off,
-    /// Trail files read once: (tally, files, problems, window bounds).
-    Files(Box<TrailTally>, usize, Vec<ParseError>, Option<(i64, i64)>),
+    /// Trail files read once, and the per-resource window over them.
+    Files {
+        tally: Box<TrailTally>,
+        files: usize,
+        errors: Vec<ParseError>,
+        bounds: Option<(i64, i64)>,
+    },
     /// LookupEvents polling, into a store the pollers share (files, if any, read into it first).
-    Live(Arc<TrailStore>, usize),
+    Live {
+        store: Arc<TrailStore>,
+        files: usize,
+    },
 }
 
 fn epoch_now() -> i64 {
@@ -235,7 +243,7 @@ async fn continuous_publisher(
         ClusterSide::Static(_) => None,
     };
     let store = match trail.as_ref() {
-        TrailSide::Live(store, _) => Some(store.clone()),
+        TrailSide::Live { store, .. } => Some(store.clone()),
         _ => None,
     };
     let mut tick = tokio::time::interval(config.cloudtrail.poll_interval);
@@ -313,7 +321,12 @@ fn publish_continuous(
     let mut plan = None;
     match trail {
         TrailSide::Off => publish(state, &snapshot, &evaluation, None, config, renders),
-        TrailSide::Files(tally, files, errors, bounds) => {
+        TrailSide::Files {
+            tally,
+            files,
+            errors,
+            bounds,
+        } => {
             let evidence = cloudtrail::evidence(tally, &snapshot, &evaluation, ids, *bounds);
             let view = TrailView {
                 tally,
@@ -324,7 +337,7 @@ fn publish_continuous(
             };
             publish(state, &snapshot, &evaluation, Some(&view), config, renders);
         }
-        TrailSide::Live(store, files) => {
+        TrailSide::Live { store, files } => {
             let now = epoch_now();
             let start = now - window.as_secs() as i64;
             let errors = store
@@ -334,7 +347,7 @@ fn publish_continuous(
                 .clone();
             let mut tally = store.lock();
             // Older than the window and the allowance re-read: nothing will ask for it again.
-            cloudtrail::settle(
+            cloudtrail::forget_before(
                 &mut tally,
                 start - config.cloudtrail.overlap.as_secs() as i64,
                 &snapshot,
@@ -612,12 +625,20 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
                         loader_state.telemetry.clone(),
                         timing,
                     ));
-                    TrailSide::Live(store, files_read)
+                    TrailSide::Live {
+                        store,
+                        files: files_read,
+                    }
                 } else {
                     match files {
                         Some((tally, files, errors)) => {
                             let bounds = cloudtrail::window_bounds(tally.newest, at, Some(window));
-                            TrailSide::Files(Box::new(tally), files, errors, bounds)
+                            TrailSide::Files {
+                                tally: Box::new(tally),
+                                files,
+                                errors,
+                                bounds,
+                            }
                         }
                         None => TrailSide::Off,
                     }

@@ -117,10 +117,10 @@ pub struct TrailTally {
     pub errors_by: HashMap<ErrorKey, u64>,
     /// Pivots by `sharedEventID` (or eventID), with their time.
     pivots: HashMap<String, (i64, Pivot)>,
-    /// Pivots forgotten by [`settle`], counted: the cross-account counters never go down.
-    settled_pivots: HashMap<Pivot, u64>,
-    /// Unattributed ACK calls forgotten by [`settle`], counted, for the same reason.
-    settled_unattributed: BTreeMap<(String, String, String, Unattributed), u64>,
+    /// Pivots forgotten by [`forget_before`], counted: the cross-account counters never go down.
+    forgotten_pivots: HashMap<Pivot, u64>,
+    /// Unattributed ACK calls forgotten by [`forget_before`], counted, for the same reason.
+    forgotten_unattributed: BTreeMap<(String, String, String, Unattributed), u64>,
     pub ack_calls: Vec<AckCall>,
     pub newest: Option<i64>,
 }
@@ -250,7 +250,7 @@ impl TrailTally {
 /// `before` (the start of the window less the overlap it re-reads). What the counters saw of
 /// them stays counted; the unattributed calls are judged once more against the snapshot, so
 /// the unattributed counter keeps them too.
-pub fn settle(
+pub fn forget_before(
     tally: &mut TrailTally,
     before: i64,
     snapshot: &ClusterSnapshot,
@@ -266,7 +266,7 @@ pub fn settle(
         .collect();
     for key in old {
         if let Some((_, p)) = tally.pivots.remove(&key) {
-            *tally.settled_pivots.entry(p).or_default() += 1;
+            *tally.forgotten_pivots.entry(p).or_default() += 1;
         }
     }
     if !tally.ack_calls.iter().any(|c| c.time < before) {
@@ -287,7 +287,7 @@ pub fn settle(
             call.namespace_tag.as_deref(),
         ) {
             *tally
-                .settled_unattributed
+                .forgotten_unattributed
                 .entry((
                     call.account,
                     call.region,
@@ -378,7 +378,7 @@ pub fn evidence(
         .collect();
     let mut out = TrailEvidence {
         window,
-        unattributed: tally.settled_unattributed.clone(),
+        unattributed: tally.forgotten_unattributed.clone(),
         ..Default::default()
     };
     for call in &tally.ack_calls {
@@ -421,7 +421,7 @@ pub fn evidence(
     }
     let expected = expected_pivots(snapshot, evaluation);
     let pivots = tally.pivots.values().map(|(_, p)| (p, 1));
-    for (p, n) in pivots.chain(tally.settled_pivots.iter().map(|(p, n)| (p, *n))) {
+    for (p, n) in pivots.chain(tally.forgotten_pivots.iter().map(|(p, n)| (p, *n))) {
         let is_expected = p
             .role_arn
             .as_ref()
@@ -532,7 +532,7 @@ mod tests {
         let before = judge(&t);
         assert_eq!(before.0.values().sum::<u64>(), 2);
         assert_eq!(before.1.values().sum::<u64>(), 1);
-        settle(&mut t, 200, &snapshot, &BTreeMap::new());
+        forget_before(&mut t, 200, &snapshot, &BTreeMap::new());
         assert_eq!(judge(&t), before);
         assert_eq!(t.ack_calls.len(), 1);
         assert_eq!(t.seen_other.len(), 1);

@@ -244,14 +244,14 @@ pub fn resolve_upgraded(
     }
 
     for s in &mut out {
-        settle(s, snapshot, config, upgrades.get(&s.service));
+        finish(s, snapshot, config, upgrades.get(&s.service));
     }
     out.sort_by(|a, b| (&a.service, &a.deployment).cmp(&(&b.service, &b.deployment)));
     out
 }
 
 /// The config's overrides, an upgrade, then the runtime's own rules and start-up checks.
-fn settle(
+fn finish(
     s: &mut ControllerSettings,
     snapshot: &ClusterSnapshot,
     config: &Config,

@@ -208,7 +208,11 @@ impl LiveCluster {
                         .inc();
                 }
             }
-            WatchEvent::Put(key, stored, initial) => {
+            WatchEvent::Put {
+                key,
+                facts: stored,
+                relisting: initial,
+            } => {
                 w.last_error = None;
                 match (&mut w.relist, initial) {
                     (Some(buffer), true) => {
@@ -232,7 +236,7 @@ impl LiveCluster {
             WatchEvent::Remove(key) => {
                 w.objects.remove(&key);
             }
-            WatchEvent::Error(message, forbidden) => {
+            WatchEvent::Error { message, forbidden } => {
                 w.last_error = Some(std::time::Instant::now());
                 self.telemetry
                     .kube_watch_restarts
@@ -314,12 +318,19 @@ impl LiveCluster {
 
 enum WatchEvent {
     Init,
-    /// (key, facts, during a re-list)
-    Put(ObjectKey, Stored, bool),
+    /// An object's facts; `relisting` while a re-list replaces the objects held.
+    Put {
+        key: ObjectKey,
+        facts: Stored,
+        relisting: bool,
+    },
     InitDone,
     Remove(ObjectKey),
     /// A failed list or watch; `forbidden` when RBAC refused it (it will not list soon).
-    Error(String, bool),
+    Error {
+        message: String,
+        forbidden: bool,
+    },
     Problems(Vec<ParseError>),
 }
 
@@ -399,16 +410,27 @@ where
             Ok(Event::InitApply(o)) => {
                 let (stored, errors) = classify(&o, live.keep_identifiers, &mut gvk);
                 problems = errors;
-                WatchEvent::Put(key_of(&o), stored, true)
+                WatchEvent::Put {
+                    key: key_of(&o),
+                    facts: stored,
+                    relisting: true,
+                }
             }
             Ok(Event::Apply(o)) => {
                 let (stored, errors) = classify(&o, live.keep_identifiers, &mut gvk);
                 problems = errors;
-                WatchEvent::Put(key_of(&o), stored, false)
+                WatchEvent::Put {
+                    key: key_of(&o),
+                    facts: stored,
+                    relisting: false,
+                }
             }
             Ok(Event::InitDone) => WatchEvent::InitDone,
             Ok(Event::Delete(o)) => WatchEvent::Remove(key_of(&o)),
-            Err(e) => WatchEvent::Error(e.to_string(), is_forbidden(&e)),
+            Err(e) => WatchEvent::Error {
+                message: e.to_string(),
+                forbidden: is_forbidden(&e),
+            },
         };
         if !problems.is_empty() {
             live.on_event(&id, WatchEvent::Problems(problems));
@@ -605,7 +627,13 @@ async fn follow_crds(client: Client, opts: KubeOptions, live: Arc<LiveCluster>) 
                     return;
                 }
                 debug!("CRD watch: {e}");
-                live.on_event(&id, WatchEvent::Error(e.to_string(), false));
+                live.on_event(
+                    &id,
+                    WatchEvent::Error {
+                        message: e.to_string(),
+                        forbidden: false,
+                    },
+                );
             }
         }
     }
@@ -724,7 +752,13 @@ async fn follow_discovery(
                 // The discovery pass stands in for the CRD list.
                 live.on_event(&id, WatchEvent::InitDone);
             }
-            Err(e) => live.on_event(&id, WatchEvent::Error(format!("API discovery: {e}"), false)),
+            Err(e) => live.on_event(
+                &id,
+                WatchEvent::Error {
+                    message: format!("API discovery: {e}"),
+                    forbidden: false,
+                },
+            ),
         }
         tokio::time::sleep(DISCOVERY_INTERVAL).await;
     }
@@ -784,11 +818,15 @@ mod tests {
         l.on_event(&kind("VPC"), WatchEvent::InitDone);
         assert!(!l.is_ready());
         // A transient error does not count as listed...
-        l.on_event(&kind("Subnet"), WatchEvent::Error("boom".into(), false));
+        let error = |message: &str, forbidden| WatchEvent::Error {
+            message: message.into(),
+            forbidden,
+        };
+        l.on_event(&kind("Subnet"), error("boom", false));
         assert!(!l.is_ready());
         assert!(!l.is_healthy());
         // ...a refusal does, so the other kinds are served.
-        l.on_event(&kind("Subnet"), WatchEvent::Error("forbidden".into(), true));
+        l.on_event(&kind("Subnet"), error("forbidden", true));
         assert!(l.is_ready());
         assert!(!l.is_healthy());
     }
@@ -798,22 +836,20 @@ mod tests {
         let l = live();
         let id = kind("VPC");
         l.register(&id, ("ec2.services.k8s.aws".into(), "VPC".into()));
-        let put = |name: &str, initial: bool| {
-            WatchEvent::Put(
-                format!("dev/{name}").into_boxed_str(),
-                Stored::Resource(Arc::new(AckResource {
-                    gvk: crate::model::Gvk {
-                        group: "ec2.services.k8s.aws".into(),
-                        version: "v1alpha1".into(),
-                        kind: "VPC".into(),
-                    }
-                    .into(),
-                    namespace: "dev".into(),
-                    name: name.into(),
-                    ..Default::default()
-                })),
-                initial,
-            )
+        let put = |name: &str, initial: bool| WatchEvent::Put {
+            key: format!("dev/{name}").into_boxed_str(),
+            facts: Stored::Resource(Arc::new(AckResource {
+                gvk: crate::model::Gvk {
+                    group: "ec2.services.k8s.aws".into(),
+                    version: "v1alpha1".into(),
+                    kind: "VPC".into(),
+                }
+                .into(),
+                namespace: "dev".into(),
+                name: name.into(),
+                ..Default::default()
+            })),
+            relisting: initial,
         };
         l.on_event(&id, WatchEvent::Init);
         l.on_event(&id, put("a", true));
