@@ -16,7 +16,6 @@ use tracing::{debug, info, warn};
 use crate::config::{Config, DEFAULT_WINDOW};
 use crate::evaluate::cloudtrail::{self, TrailTally, TrailView};
 use crate::evaluate::lookup_plan::{self, LookupPlan};
-use crate::evaluate::release_table::RuntimeSource;
 use crate::evaluate::{Evaluation, EvaluationCache, evaluate_with};
 use crate::model::{ClusterSnapshot, ParseError};
 use crate::offline::{self, Input, Offline, Window};
@@ -113,11 +112,8 @@ pub fn publish(
 fn announce(evaluation: &Evaluation, announced: &mut std::collections::BTreeSet<String>) {
     let mut now = std::collections::BTreeSet::new();
     for c in &evaluation.controllers {
-        let guessed = c.deployment.is_some() && c.runtime_source == RuntimeSource::Default;
-        for n in c.notes.iter().filter(|_| guessed) {
-            if n.contains("judged as the newest runtime known") {
-                now.insert(format!("controller {} runtime: {n}", c.service));
-            }
+        if let Some(w) = &c.runtime_warning {
+            now.insert(format!("controller {} runtime: {w}", c.service));
         }
         for p in &c.problems {
             now.insert(format!(

@@ -38,6 +38,7 @@ fn check_scenario(dir: &Path) {
         + expected["summary"]["region_drift"].as_u64().unwrap();
     assert_eq!(run.code, if drift > 0 { 1 } else { 0 }, "exit code");
     assert_eq!(report["cluster"]["parse_errors"], 0, "{}", run.stderr);
+    assert_eq!(report["schema_version"], 2);
 
     let resources = report["resources"].as_array().unwrap();
     for (key, want) in expected["resources"].as_object().unwrap() {

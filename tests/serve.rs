@@ -24,6 +24,16 @@ fn seed_server() -> Server {
     ])
 }
 
+/// `serve` on a scenario folder: its cluster and its config.
+fn scenario_server(dir: &std::path::Path) -> Server {
+    Server::start(&[
+        "--kube-dir",
+        dir.join("cluster").to_str().unwrap(),
+        "--config",
+        dir.join("config.yaml").to_str().unwrap(),
+    ])
+}
+
 fn value(
     all: &BTreeMap<(String, BTreeMap<String, String>), f64>,
     name: &str,
@@ -442,12 +452,7 @@ fn controllers_and_selectors_are_on_metrics_as_the_scenario_says() {
     let dir = common::fixture("scenarios/what-controllers-cannot-do");
     let facts: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
-    let server = Server::start(&[
-        "--kube-dir",
-        dir.join("cluster").to_str().unwrap(),
-        "--config",
-        dir.join("config.yaml").to_str().unwrap(),
-    ]);
+    let server = scenario_server(&dir);
     let all = samples(&server.get("/metrics").text());
     for (service, c) in facts["controllers"].as_object().unwrap() {
         let deployment = format!("ack-{service}-controller");
@@ -533,12 +538,7 @@ fn controller_info_names_each_release_and_its_runtime() {
     }
     // Managed ACK: declared in the config only, no Deployment.
     let dir = common::fixture("scenarios/managed-ack");
-    let server = Server::start(&[
-        "--kube-dir",
-        dir.join("cluster").to_str().unwrap(),
-        "--config",
-        dir.join("config.yaml").to_str().unwrap(),
-    ]);
+    let server = scenario_server(&dir);
     let all = samples(&server.get("/metrics").text());
     let ec2 = value(
         &all,
@@ -613,5 +613,40 @@ fn the_demo_exposition_matches_its_golden_file() {
             .map(|(g, w)| format!("got:  {g}\nwant: {w}"))
             .unwrap_or_else(|| "one is a prefix of the other".into());
         panic!("the demo's /metrics changed (UPDATE_GOLDEN=1 to accept):\n{first}");
+    }
+}
+
+#[test]
+fn an_image_that_names_no_release_is_judged_as_the_default_and_says_so() {
+    let dir = common::scratch("serve-digest-only");
+    std::fs::write(
+        dir.join("deploy.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: ack-ec2-controller, namespace: ack-system}\n\
+         spec:\n  template:\n    spec:\n      containers:\n      - name: c\n        image: \
+         registry.example/aws-controllers-k8s/ec2-controller@sha256:0123456789abcdef\n",
+    )
+    .unwrap();
+    let server = Server::start(&["--kube-dir", dir.to_str().unwrap()]);
+    let all = samples(&server.get("/metrics").text());
+    let info = value(
+        &all,
+        "ack_drift_controller_info",
+        &[
+            ("service", "ec2"),
+            ("runtime_version", "v0.62.0"),
+            ("runtime_source", "default"),
+        ],
+    );
+    assert_eq!(info, 1.0);
+    // The log says why, once.
+    let wanted = "controller ec2 runtime: the ec2-controller image has no tag (digest only?)";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = server.stderr.lock().unwrap().clone();
+        if log.matches(wanted).count() == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{log}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

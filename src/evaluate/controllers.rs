@@ -51,6 +51,8 @@ pub struct ControllerSettings {
     pub runtime_commit: Option<&'static str>,
     /// The listed controller release whose runtime was taken (the image tag, or the nearest).
     pub runtime_release: Option<String>,
+    /// Why the image says nothing of the runtime, when the default is used for it.
+    pub runtime_warning: Option<String>,
     /// Declared under `controllers:` in the config.
     pub configured: bool,
     /// What that runtime does (derived from `runtime`).
@@ -107,6 +109,7 @@ impl ControllerSettings {
             runtime_source: RuntimeSource::Default,
             runtime_commit: None,
             runtime_release: None,
+            runtime_warning: None,
             configured: false,
             behaviour: RuntimeBehaviour::of(RuntimeVersion::default()),
             enable_carm: true,
@@ -136,7 +139,7 @@ fn from_deployment(
     s.runtime_commit = image.runtime.commit;
     s.runtime_source = image.source;
     s.runtime_release = image.release;
-    s.notes.extend(image.warning);
+    s.runtime_warning = image.warning;
     if !config.kube.controller_namespaces.contains(&d.namespace) {
         s.notes.push(format!(
             "Deployment is in namespace {:?}, outside kube.controller_namespaces {:?}; the live source would not watch it",
@@ -293,9 +296,7 @@ fn apply_override(s: &mut ControllerSettings, o: &crate::config::ControllerOverr
         s.runtime_source = RuntimeSource::Config;
         s.runtime_commit = None;
         s.runtime_release = None;
-        // The image's fallback warning no longer applies.
-        s.notes
-            .retain(|n| !n.contains("judged as the newest runtime known"));
+        s.runtime_warning = None;
     }
     if let Some(c) = o.enable_carm {
         s.enable_carm = c;
@@ -526,22 +527,23 @@ mod tests {
         assert_eq!(digest.runtime_source, RuntimeSource::Default);
         assert!(
             digest
-                .notes
-                .iter()
-                .any(|n| n.contains("is no release version"))
+                .runtime_warning
+                .as_deref()
+                .is_some_and(|w| w.contains("is no release version"))
         );
         let mut snap = ClusterSnapshot::default();
         snap.controllers.push(ControllerDeployment {
             service: "ec2".into(),
             namespace: "ack-system".into(),
             name: "c".into(),
-            version: Some("1.2.0".into()),
+            version: Some("latest".into()),
             ..Default::default()
         });
         let config = Config::parse("controllers:\n  ec2:\n    runtime: v0.53.0\n").unwrap();
         let ec2 = &resolve(&snap, &config)[0];
         assert_eq!(ec2.runtime.to_string(), "v0.53.0");
         assert_eq!(ec2.runtime_source, RuntimeSource::Config);
+        assert_eq!(ec2.runtime_warning, None);
         assert!(ec2.configured);
     }
 }

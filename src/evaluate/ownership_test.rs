@@ -31,6 +31,7 @@ fn controller(service: &str) -> ControllerSettings {
         runtime_source: crate::evaluate::release_table::RuntimeSource::Default,
         runtime_commit: None,
         runtime_release: None,
+        runtime_warning: None,
         configured: false,
         behaviour: RuntimeBehaviour::of(RuntimeVersion::NEWEST),
         enable_carm: true,

@@ -55,17 +55,34 @@ pub fn steps(r: &AckResource, o: &Ownership, controller: &ControllerSettings) ->
     out
 }
 
+/// Where the status says the resource is, and where it belongs (`?` when unknown).
+struct Places<'a> {
+    wrong_acct: &'a str,
+    right_acct: &'a str,
+    wrong_region: &'a str,
+    right_region: &'a str,
+}
+
+impl<'a> Places<'a> {
+    fn of(o: &'a Ownership) -> Self {
+        let or_unknown = |v: &'a Option<String>| v.as_deref().unwrap_or("?");
+        Places {
+            wrong_acct: or_unknown(&o.status_account),
+            right_acct: or_unknown(&o.expected_account),
+            wrong_region: or_unknown(&o.status_region),
+            right_region: or_unknown(&o.expected_region),
+        }
+    }
+}
+
 /// What the drift does, and how to move the resource where it belongs.
 fn drift_steps(r: &AckResource, o: &Ownership, out: &mut Vec<String>) {
-    let unknown = "?".to_string();
-    let (wrong_acct, right_acct) = (
-        o.status_account.as_ref().unwrap_or(&unknown),
-        o.expected_account.as_ref().unwrap_or(&unknown),
-    );
-    let (wrong_region, right_region) = (
-        o.status_region.as_ref().unwrap_or(&unknown),
-        o.expected_region.as_ref().unwrap_or(&unknown),
-    );
+    let Places {
+        wrong_acct,
+        right_acct,
+        wrong_region,
+        right_region,
+    } = Places::of(o);
     let what = match (o.account_drift, o.region_drift) {
         (true, true) => format!(
             "account {wrong_acct} / {wrong_region}, but belongs in account {right_acct} / {right_region}"
@@ -79,7 +96,7 @@ fn drift_steps(r: &AckResource, o: &Ownership, out: &mut Vec<String>) {
     match o.effect {
         Some(Effect::CallsWrongAccount) => out.push(format!(
             "The controller keeps calling account {} for it: every reconcile is an AWS call in the wrong account.",
-            o.called_account.as_ref().unwrap_or(&unknown)
+            o.called_account.as_deref().unwrap_or("?")
         )),
         Some(Effect::Blocked) => out.push(
             "The controller cannot reconcile it (terminal error or no role to assume), so a plain delete will hang on the finalizer."
@@ -108,15 +125,12 @@ fn drift_steps(r: &AckResource, o: &Ownership, out: &mut Vec<String>) {
 /// Save, release, clean up, recreate, verify: moving a drifted resource where it belongs.
 fn recovery_steps(r: &AckResource, o: &Ownership, out: &mut Vec<String>) {
     let target = format!("-n {} {} {}", r.namespace, kubectl_resource(r), r.name);
-    let unknown = "?".to_string();
-    let (wrong_acct, right_acct) = (
-        o.status_account.as_ref().unwrap_or(&unknown),
-        o.expected_account.as_ref().unwrap_or(&unknown),
-    );
-    let (wrong_region, right_region) = (
-        o.status_region.as_ref().unwrap_or(&unknown),
-        o.expected_region.as_ref().unwrap_or(&unknown),
-    );
+    let Places {
+        wrong_acct,
+        right_acct,
+        wrong_region,
+        right_region,
+    } = Places::of(o);
     out.push(format!(
         "Save the manifest: kubectl get {target} -o yaml > {}.{}.yaml",
         r.namespace, r.name

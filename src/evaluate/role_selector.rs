@@ -4,7 +4,7 @@
 //! field (names, matchLabels, resourceTypeSelector, or group/version/kind inside an entry) is
 //! a wildcard. `names` and the namespace labels are ANDed when both are set.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
@@ -67,24 +67,25 @@ pub fn validate(s: &RoleSelector, resource_labels: bool) -> Result<(), SelectorI
     if go_arn_account(&s.arn).is_none() {
         return Err(InvalidArn);
     }
-    let mut names = BTreeSet::new();
-    for name in &s.namespace_names {
+    // Checked per resource judged: no allocation; the lists are a few entries long.
+    let names = &s.namespace_names;
+    for (i, name) in names.iter().enumerate() {
         if name.is_empty() {
             return Err(EmptyNamespaceName);
         }
-        if !names.insert(name) {
+        if names[..i].contains(name) {
             return Err(DuplicateNamespaceName);
         }
     }
     if s.namespace_labels.contains_key("") {
         return Err(EmptyLabelKey);
     }
-    let mut types = BTreeSet::new();
-    for t in &s.resource_types {
+    let types = &s.resource_types;
+    for (i, t) in types.iter().enumerate() {
         if t.group.is_empty() && t.version.is_empty() && t.kind.is_empty() {
             return Err(EmptyResourceType);
         }
-        if !types.insert((&t.group, &t.version, &t.kind)) {
+        if types[..i].contains(t) {
             return Err(DuplicateResourceType);
         }
     }

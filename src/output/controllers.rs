@@ -129,7 +129,7 @@ fn render_controller(out: &mut String, c: &ControllerSettings) {
         },
     );
     render_running(out, c);
-    for n in &c.notes {
+    for n in c.runtime_warning.iter().chain(&c.notes) {
         let _ = writeln!(out, "  note: {n}");
     }
 }
