@@ -147,7 +147,7 @@ fn run_pipeline(corpus: &Path) {
     let config = Config::load(&root().join("examples/demo/config.yaml")).unwrap();
     let evaluation = evaluate::evaluate(&kube, &config);
     let start = Instant::now();
-    let mut tally = cloudtrail::TrailTally::default();
+    let mut tally = ack_drift_exporter::state::trail::TrailTally::default();
     let report = trail_dir::read_trail_dir(corpus, &mut |r| {
         tally.ingest(r);
     })

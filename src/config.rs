@@ -245,23 +245,21 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// A config file that could not be used: the file, the line and what is wrong.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{}{message}", line.map_or(" ".to_string(), |l| format!("{l}: ")))]
 pub struct ConfigError {
     pub file: String,
     pub line: Option<usize>,
     pub message: String,
 }
 
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.line {
-            Some(l) => write!(f, "{}:{}: {}", self.file, l, self.message),
-            None => write!(f, "{}: {}", self.file, self.message),
-        }
-    }
+/// What is wrong in config text: the line, when the parser knows it, and the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", line.map_or(String::new(), |l| format!("line {l}: ")))]
+pub struct ConfigTextError {
+    pub line: Option<usize>,
+    pub message: String,
 }
-
-impl std::error::Error for ConfigError {}
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -271,15 +269,15 @@ impl Config {
             line: None,
             message: format!("cannot read: {e}"),
         })?;
-        Config::parse(&text).map_err(|(line, message)| ConfigError {
+        Config::parse(&text).map_err(|e| ConfigError {
             file,
-            line,
-            message,
+            line: e.line,
+            message: e.message,
         })
     }
 
-    /// Parses config text; errors give `(line, message)`.
-    pub fn parse(text: &str) -> Result<Config, (Option<usize>, String)> {
+    /// Parses config text; errors give the line and the message.
+    pub fn parse(text: &str) -> Result<Config, ConfigTextError> {
         if text
             .lines()
             .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
@@ -294,9 +292,15 @@ impl Config {
                 Some((_, msg)) => msg.to_string(),
                 None => first.to_string(),
             };
-            (e.location().map(|l| l.line() as usize), message)
+            ConfigTextError {
+                line: e.location().map(|l| l.line() as usize),
+                message,
+            }
         })?;
-        config.validate().map_err(|m| (None, m))?;
+        config.validate().map_err(|message| ConfigTextError {
+            line: None,
+            message,
+        })?;
         Ok(config)
     }
 
@@ -402,19 +406,20 @@ cloudtrail:
 
     #[test]
     fn unknown_keys_name_key_and_line() {
-        let (line, msg) =
+        let ConfigTextError { line, message: msg } =
             Config::parse("controllers:\n  ec2:\n    runtime: legacy\n    enable_cram: true\n")
                 .unwrap_err();
         assert_eq!(line, Some(4));
         assert!(msg.contains("enable_cram"), "{msg}");
-        let (line, msg) = Config::parse("controlers: {}\n").unwrap_err();
+        let ConfigTextError { line, message: msg } = Config::parse("controlers: {}\n").unwrap_err();
         assert_eq!(line, Some(1));
         assert!(msg.contains("controlers"), "{msg}");
     }
 
     #[test]
     fn bad_values_are_errors() {
-        let (line, msg) = Config::parse("controllers:\n  ec2:\n    runtime: newest\n").unwrap_err();
+        let ConfigTextError { line, message: msg } =
+            Config::parse("controllers:\n  ec2:\n    runtime: newest\n").unwrap_err();
         assert_eq!(line, Some(3));
         assert!(msg.contains("\"newest\" is not a runtime version"), "{msg}");
         assert!(Config::parse("controllers:\n  ec2:\n    default_account: '1234'\n").is_err());

@@ -12,10 +12,35 @@ use ack_drift_exporter::model::time::parse_rfc3339;
 use ack_drift_exporter::output::audit::AuditReport;
 use ack_drift_exporter::output::controllers;
 use ack_drift_exporter::source::kube_dir;
-use ack_drift_exporter::{demo, exporter, offline};
+use ack_drift_exporter::{demo, offline, serve as exporter};
 
 /// Exit code for usage and config errors (clap uses 2 as well).
 const EXIT_USAGE: u8 = 2;
+/// The input is right but the process cannot do its work (the address in use, the cluster
+/// not listed in time).
+const EXIT_RUNTIME: u8 = 3;
+
+/// Why a command stopped, and so its exit code (README "Exit codes").
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    /// A flag, or a file or cluster configuration it names, is wrong.
+    #[error("{0}")]
+    Usage(String),
+    /// The process could not do its work.
+    #[error("{0}")]
+    Runtime(String),
+}
+
+impl CliError {
+    /// Prints the error and gives its exit code.
+    fn exit(self) -> ExitCode {
+        eprintln!("error: {self}");
+        ExitCode::from(match self {
+            CliError::Usage(_) => EXIT_USAGE,
+            CliError::Runtime(_) => EXIT_RUNTIME,
+        })
+    }
+}
 
 #[derive(Parser)]
 #[command(
@@ -256,8 +281,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return CliError::Runtime(format!("cannot start the async runtime: {e}")).exit();
         }
     };
     let options = exporter::ServeOptions {
@@ -274,10 +298,8 @@ fn serve(args: ServeArgs) -> ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_USAGE)
-        }
+        Err(exporter::ServeError::Usage(e)) => CliError::Usage(e).exit(),
+        Err(exporter::ServeError::Runtime(e)) => CliError::Runtime(e).exit(),
     }
 }
 
@@ -301,10 +323,7 @@ fn audit(args: AuditArgs) -> ExitCode {
                     args.cloudtrail_dir.is_some(),
                 ) {
                     Ok(s) => s,
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return ExitCode::from(EXIT_USAGE);
-                    }
+                    Err(e) => return e.exit(),
                 };
                 offline::Input::Snapshot(&live_snapshot)
             }
@@ -353,25 +372,30 @@ fn audit(args: AuditArgs) -> ExitCode {
 fn list_live_cluster(
     opts: ack_drift_exporter::source::kube::KubeOptions,
     keep_identifiers: bool,
-) -> Result<ClusterSnapshot, String> {
+) -> Result<ClusterSnapshot, CliError> {
     use ack_drift_exporter::source::kube;
     use ack_drift_exporter::telemetry::{REVISION, Telemetry, VERSION};
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        .map_err(|e| CliError::Runtime(format!("cannot start the async runtime: {e}")))?;
     let result = runtime.block_on(async {
-        let client = kube::client(&opts).await?;
+        let client = kube::client(&opts)
+            .await
+            .map_err(|e| CliError::Usage(e.to_string()))?;
         let mut telemetry = Telemetry::new(VERSION, REVISION);
         telemetry.enable_live_kube();
-        let live = kube::LiveCluster::new(std::sync::Arc::new(telemetry), keep_identifiers);
+        let live = ack_drift_exporter::state::cluster::LiveCluster::new(
+            std::sync::Arc::new(telemetry),
+            keep_identifiers,
+        );
         kube::start(client, opts, live.clone());
         if !kube::wait_ready(&live, std::time::Duration::from_secs(120)).await {
-            return Err(
+            return Err(CliError::Runtime(
                 "the cluster was not fully listed within 120 s (see the warnings above)"
                     .to_string(),
-            );
+            ));
         }
         Ok(live.snapshot())
     });
@@ -412,10 +436,7 @@ fn upgrade_preview(args: UpgradePreviewArgs) -> ExitCode {
             },
             None => match list_live_cluster(args.kube.options(&config), false) {
                 Ok(s) => s,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(EXIT_USAGE);
-                }
+                Err(e) => return e.exit(),
             },
         }
     };

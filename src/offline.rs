@@ -1,14 +1,15 @@
 //! Offline inputs, read and judged in one go: what `audit` reports and `serve` exports when it
 //! runs on a cluster dump and trail files (or the bundled demo).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::evaluate::cloudtrail::{self, TrailEvidence, TrailTally, TrailView};
+use crate::evaluate::cloudtrail::{self, TrailEvidence, TrailView};
 use crate::evaluate::{self, Evaluation};
 use crate::model::{ClusterSnapshot, ParseError};
 use crate::source::{kube_dir, trail_dir};
+use crate::state::trail::TrailTally;
 
 /// Where a cluster dump or a trail archive comes from.
 #[derive(Clone, Copy)]
@@ -55,11 +56,29 @@ pub struct Window {
     pub at: Option<i64>,
 }
 
-pub fn read_cluster(input: Input) -> Result<ClusterSnapshot, String> {
+/// An input that could not be read at all (problems inside one are in its error list).
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("--kube-dir {}: {source}", dir.display())]
+    KubeDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--cloudtrail-dir {}: {source}", dir.display())]
+    CloudtrailDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("a cluster snapshot is no trail input")]
+    NotATrail,
+}
+
+pub fn read_cluster(input: Input) -> Result<ClusterSnapshot, ReadError> {
     match input {
-        Input::Dir(dir) => {
-            kube_dir::read_kube_dir(dir).map_err(|e| format!("--kube-dir {}: {e}", dir.display()))
-        }
+        Input::Dir(dir) => kube_dir::read_kube_dir(dir).map_err(|source| ReadError::KubeDir {
+            dir: dir.to_path_buf(),
+            source,
+        }),
         Input::Embedded(files) => {
             let mut s = ClusterSnapshot::default();
             for (name, bytes) in files {
@@ -76,13 +95,16 @@ pub fn read_cluster(input: Input) -> Result<ClusterSnapshot, String> {
 pub fn read_trail(
     input: Input,
     tally: &mut TrailTally,
-) -> Result<(usize, Vec<ParseError>), String> {
+) -> Result<(usize, Vec<ParseError>), ReadError> {
     match input {
         Input::Dir(dir) => trail_dir::read_trail_dir(dir, &mut |r| {
             tally.ingest(r);
         })
         .map(|r| (r.files, r.errors))
-        .map_err(|e| format!("--cloudtrail-dir {}: {e}", dir.display())),
+        .map_err(|source| ReadError::CloudtrailDir {
+            dir: dir.to_path_buf(),
+            source,
+        }),
         Input::Embedded(files) => {
             let mut errors = Vec::new();
             for (name, bytes) in files {
@@ -93,7 +115,7 @@ pub fn read_trail(
             }
             Ok((files.len(), errors))
         }
-        Input::Snapshot(_) => Err("a cluster snapshot is no trail input".to_string()),
+        Input::Snapshot(_) => Err(ReadError::NotATrail),
     }
 }
 
@@ -104,7 +126,7 @@ pub fn load(
     trail: Option<Input>,
     config: &Config,
     window: Window,
-) -> Result<Offline, String> {
+) -> Result<Offline, ReadError> {
     let snapshot = read_cluster(cluster)?;
     let evaluation = evaluate::evaluate(&snapshot, config);
     let trail = match trail {

@@ -1,7 +1,8 @@
 //! The exporter's own health metrics (`ack_drift_exporter_*`), kept in a prometheus-client
 //! registry and encoded at scrape time (they are few and change between scrapes).
 //!
-//! Names and help texts come from [`crate::output::metrics`], the one list of the contract.
+//! Each health family is defined here, beside its registration; `output::metrics::ALL` lists
+//! them with the rendered families (the README table and the stable list come from it).
 
 use std::sync::atomic::AtomicU64;
 
@@ -12,7 +13,98 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Metric, Registry};
 
-use crate::output::metrics::{self as contract, Format, Kind};
+use crate::exposition::{self, Format, Kind, family};
+
+family!(
+    EXPORTER_BUILD_INFO,
+    "ack_drift_exporter_build_info",
+    Info,
+    "Version and git revision of the running exporter (value always 1).",
+    ["version", "revision"]
+);
+family!(
+    EXPORTER_SOURCE_UP,
+    "ack_drift_exporter_source_up",
+    Gauge,
+    "1 when the source's last read or poll succeeded.",
+    ["source"]
+);
+family!(
+    EXPORTER_KUBE_WATCH_RESTARTS,
+    "ack_drift_exporter_kube_watch_restarts_total",
+    Counter,
+    "Kubernetes watch restarts (errors, 410 Gone re-lists), by watched resource.",
+    ["resource"],
+    true
+);
+family!(
+    EXPORTER_KUBE_OBJECTS,
+    "ack_drift_exporter_kube_objects",
+    Gauge,
+    "Kubernetes objects held in the snapshot, by group and kind (cached, not a live count).",
+    ["group", "kind"]
+);
+family!(
+    EXPORTER_CLOUDTRAIL_REQUESTS,
+    "ack_drift_exporter_cloudtrail_requests_total",
+    Counter,
+    "Requests sent to CloudTrail, by account, region and API.",
+    ["account", "region", "api"],
+    true
+);
+family!(
+    EXPORTER_CLOUDTRAIL_REQUEST_ERRORS,
+    "ack_drift_exporter_cloudtrail_request_errors_total",
+    Counter,
+    "Failed CloudTrail requests, by account, region, API and error code.",
+    ["account", "region", "api", "code"],
+    true
+);
+family!(
+    EXPORTER_CLOUDTRAIL_LAST_SUCCESS,
+    "ack_drift_exporter_cloudtrail_last_success_timestamp_seconds",
+    Gauge,
+    "Time of the last successful CloudTrail poll per account and region.",
+    ["account", "region"],
+    true
+);
+family!(
+    EXPORTER_CLOUDTRAIL_LAG,
+    "ack_drift_exporter_cloudtrail_lag_seconds",
+    Gauge,
+    "Seconds since the end of the oldest completely read LookupEvents window per account and region: how far its CloudTrail figures may be behind (updated each poll).",
+    ["account", "region"],
+    true
+);
+family!(
+    EXPORTER_CLOUDTRAIL_UP,
+    "ack_drift_exporter_cloudtrail_up",
+    Gauge,
+    "1 when the last poll of an account and region read every event source to the end, 0 when it failed (the code is in cloudtrail_request_errors_total).",
+    ["account", "region"],
+    true
+);
+family!(
+    EXPORTER_DUPLICATES,
+    "ack_drift_exporter_cloudtrail_duplicate_events_total",
+    Counter,
+    "CloudTrail records whose eventID had already been counted.",
+    []
+);
+family!(
+    EXPORTER_PARSE_ERRORS,
+    "ack_drift_exporter_parse_errors_total",
+    Counter,
+    "Input problems met, by source (kube_dir, kube, cloudtrail_dir, lookup_events).",
+    ["source"]
+);
+family!(
+    EXPORTER_SCRAPE_DURATION,
+    "ack_drift_exporter_scrape_duration_seconds",
+    Gauge,
+    "Time the previous scrape of this endpoint took to render and send.",
+    []
+);
 
 pub type Labels = Vec<(String, String)>;
 
@@ -38,7 +130,7 @@ pub struct Telemetry {
 
 /// Registers `metric` under the contract's family: prometheus-client adds `_total` to
 /// counters and `_info` to infos itself, and a full stop to help texts.
-fn register(registry: &mut Registry, family: &contract::Family, metric: impl Metric) {
+fn register(registry: &mut Registry, family: &exposition::Family, metric: impl Metric) {
     let name = match family.kind {
         Kind::Counter => family.name.strip_suffix("_total"),
         Kind::Info => family.name.strip_suffix("_info"),
@@ -55,7 +147,7 @@ impl Telemetry {
             ("version".to_string(), version.to_string()),
             ("revision".to_string(), revision.to_string()),
         ]);
-        register(&mut registry, &contract::EXPORTER_BUILD_INFO, build);
+        register(&mut registry, &EXPORTER_BUILD_INFO, build);
         let mut t = Telemetry {
             source_up: Family::default(),
             kube_objects: Family::default(),
@@ -71,29 +163,21 @@ impl Telemetry {
             kube_kinds: Default::default(),
             registry,
         };
+        register(&mut t.registry, &EXPORTER_SOURCE_UP, t.source_up.clone());
         register(
             &mut t.registry,
-            &contract::EXPORTER_SOURCE_UP,
-            t.source_up.clone(),
-        );
-        register(
-            &mut t.registry,
-            &contract::EXPORTER_KUBE_OBJECTS,
+            &EXPORTER_KUBE_OBJECTS,
             t.kube_objects.clone(),
         );
+        register(&mut t.registry, &EXPORTER_DUPLICATES, t.duplicates.clone());
         register(
             &mut t.registry,
-            &contract::EXPORTER_DUPLICATES,
-            t.duplicates.clone(),
-        );
-        register(
-            &mut t.registry,
-            &contract::EXPORTER_PARSE_ERRORS,
+            &EXPORTER_PARSE_ERRORS,
             t.parse_errors.clone(),
         );
         register(
             &mut t.registry,
-            &contract::EXPORTER_SCRAPE_DURATION,
+            &EXPORTER_SCRAPE_DURATION,
             t.scrape_duration.clone(),
         );
         t
@@ -132,7 +216,7 @@ impl Telemetry {
     pub fn enable_live_kube(&mut self) {
         register(
             &mut self.registry,
-            &contract::EXPORTER_KUBE_WATCH_RESTARTS,
+            &EXPORTER_KUBE_WATCH_RESTARTS,
             self.kube_watch_restarts.clone(),
         );
     }
@@ -141,27 +225,27 @@ impl Telemetry {
     pub fn enable_live_cloudtrail(&mut self) {
         register(
             &mut self.registry,
-            &contract::EXPORTER_CLOUDTRAIL_REQUESTS,
+            &EXPORTER_CLOUDTRAIL_REQUESTS,
             self.cloudtrail_requests.clone(),
         );
         register(
             &mut self.registry,
-            &contract::EXPORTER_CLOUDTRAIL_REQUEST_ERRORS,
+            &EXPORTER_CLOUDTRAIL_REQUEST_ERRORS,
             self.cloudtrail_request_errors.clone(),
         );
         register(
             &mut self.registry,
-            &contract::EXPORTER_CLOUDTRAIL_LAST_SUCCESS,
+            &EXPORTER_CLOUDTRAIL_LAST_SUCCESS,
             self.cloudtrail_last_success.clone(),
         );
         register(
             &mut self.registry,
-            &contract::EXPORTER_CLOUDTRAIL_LAG,
+            &EXPORTER_CLOUDTRAIL_LAG,
             self.cloudtrail_lag.clone(),
         );
         register(
             &mut self.registry,
-            &contract::EXPORTER_CLOUDTRAIL_UP,
+            &EXPORTER_CLOUDTRAIL_UP,
             self.cloudtrail_up.clone(),
         );
     }

@@ -12,7 +12,7 @@ use ack_drift_exporter::model::controller::{expand_vars, parse_flags};
 use ack_drift_exporter::model::object::classify;
 use ack_drift_exporter::model::trail::parse_record;
 use ack_drift_exporter::model::user_agent;
-use ack_drift_exporter::source::kube_dir::{parse_documents, split_yaml_documents};
+use ack_drift_exporter::source::kube_dir::{DocumentError, parse_documents, split_yaml_documents};
 use ack_drift_exporter::source::trail_dir::parse_trail_bytes;
 
 const UA: &str = "aws-controllers-k8s/ec2.services.k8s.aws-1.2.0 (GitCommit/3ac4413514ef474d875bedd42725eebe2015d647; BuildDate/2024-01-04T11:50; CRDKind/SecurityGroup; CRDVersion/v1alpha1) aws-sdk-go/1.49.0 (go1.21.5; linux; amd64)";
@@ -80,7 +80,7 @@ proptest! {
         for d in docs {
             match d {
                 Ok(doc) => prop_assert!(doc.line >= 1 && doc.line <= lines + 1),
-                Err((line, msg)) => {
+                Err(DocumentError { line, message: msg }) => {
                     prop_assert!(!msg.is_empty());
                     if let Some(l) = line { prop_assert!(l >= 1 && l <= lines + 1, "line {} of {}", l, lines); }
                 }

@@ -8,32 +8,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use serde::Serialize;
-
 use crate::config::IdentifierRule;
+use crate::model::trail::Unattributed;
 use crate::model::{AckResource, ClusterSnapshot, Section};
-
-/// Why an ACK event was not tied to a resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Unattributed {
-    /// No identifier of any CR of the kind appears in the request.
-    NoMatch,
-    /// Several CRs remain after every narrowing step.
-    Ambiguous,
-    /// The user agent names no kind (an older controller, or cut at 1 KB).
-    NoKind,
-}
-
-impl Unattributed {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Unattributed::NoMatch => "no_match",
-            Unattributed::Ambiguous => "ambiguous",
-            Unattributed::NoKind => "no_kind",
-        }
-    }
-}
 
 /// The default identifier rule: spec fields named `name` or ending in `Name`/`Identifier`,
 /// the status ARN, and status fields named `id` or ending in `ID`/`Id`/`ARN`/`Arn` except

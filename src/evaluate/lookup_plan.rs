@@ -5,23 +5,8 @@ use std::collections::BTreeSet;
 
 use super::Evaluation;
 use crate::config::{Accounts, CloudTrailConfig, EventSources};
+use crate::model::trail::{AccountPlan, LookupPlan};
 use crate::model::{ClusterSnapshot, arn_account};
-
-/// One account to read, with the role to assume there (none: the exporter's own credentials).
-#[derive(Debug, Clone, PartialEq)]
-pub struct AccountPlan {
-    pub account: String,
-    pub role_arn: Option<String>,
-    pub regions: Vec<String>,
-    pub requests_per_second: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct LookupPlan {
-    pub accounts: Vec<AccountPlan>,
-    /// `ec2.amazonaws.com`, ...: the same for every account and region.
-    pub event_sources: Vec<String>,
-}
 
 /// The CloudTrail `eventSource` of an ACK service alias. Most are `<alias>.amazonaws.com`;
 /// these are the controllers whose alias is not the API's endpoint prefix.

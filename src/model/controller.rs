@@ -248,7 +248,6 @@ pub fn from_container(
 ) -> Option<ControllerDeployment> {
     let (service, version) = parse_controller_image(&container.image)?;
     let mut warnings = Vec::new();
-
     let env = container_env(container);
     let args: Vec<String> = container
         .command
@@ -263,56 +262,23 @@ pub fn from_container(
             "stray argument {stray:?} (pflag ignores it; boolean flags take `--flag=false`)"
         ));
     }
-    let unexpanded = |flag: &str, v: &str| -> Option<String> {
-        if v.contains("$(") {
-            Some(format!(
-                "--{flag}={v}: references a variable not set in the container's env"
-            ))
-        } else {
-            None
-        }
-    };
-    let mut checked = |flag: &str| -> Option<String> {
-        let v = flags.values.get(flag)?;
-        if let Some(w) = unexpanded(flag, v) {
-            warnings.push(w);
-            return None;
-        }
-        Some(v.clone())
-    };
-
+    let mut checked = |flag: &str| expanded_value(&flags, flag, &mut warnings);
     let region = checked("aws-region")
         .filter(|r| !r.is_empty())
         .or_else(|| env.get("AWS_REGION").cloned().filter(|r| !r.is_empty()));
-    let enable_carm_raw = checked("enable-carm");
-    let feature_gates_raw = checked("feature-gates");
-    let watch_raw = checked("watch-namespace");
-
+    let enable_carm = checked("enable-carm").as_deref().and_then(parse_go_bool);
+    let (feature_gates, feature_gates_error) = match checked("feature-gates") {
+        Some(raw) => match parse_feature_gates(&raw) {
+            Ok(g) => (g, None),
+            Err(e) => (BTreeMap::new(), Some(e)),
+        },
+        None => (BTreeMap::new(), None),
+    };
+    let watch_namespaces = checked("watch-namespace")
+        .map(|w| comma_list(&w))
+        .unwrap_or_default();
     let reconcile_resources = checked("reconcile-resources");
     let watch_selectors = checked("watch-selectors");
-    let invalid_values = unreadable_booleans(&flags);
-    let enable_carm = enable_carm_raw.as_deref().and_then(parse_go_bool);
-    let (feature_gates, feature_gates_error) =
-        match feature_gates_raw.as_deref().map(parse_feature_gates) {
-            Some(Ok(g)) => (g, None),
-            Some(Err(e)) => (BTreeMap::new(), Some(e)),
-            None => (BTreeMap::new(), None),
-        };
-    let watch_namespaces = watch_raw
-        .map(|w| {
-            w.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
-    let system_namespace = env
-        .get("ACK_SYSTEM_NAMESPACE")
-        .or_else(|| env.get("K8S_NAMESPACE"))
-        .filter(|s| !s.is_empty() && !s.contains("$("))
-        .cloned();
-
     Some(ControllerDeployment {
         service,
         namespace: namespace.to_string(),
@@ -324,15 +290,45 @@ pub fn from_container(
         feature_gates,
         feature_gates_error,
         flags: flags.values.keys().cloned().collect(),
-        invalid_values,
+        invalid_values: unreadable_booleans(&flags),
         reconcile_resources,
         watch_selectors,
         replicas: 1,
         available_replicas: None,
-        system_namespace,
+        system_namespace: system_namespace(&env),
         watch_namespaces,
         warnings,
     })
+}
+
+/// A flag's value, unless it still references a variable the container's env does not set
+/// (then a warning says so, and the flag counts as unreadable).
+fn expanded_value(flags: &ParsedFlags, flag: &str, warnings: &mut Vec<String>) -> Option<String> {
+    let v = flags.values.get(flag)?;
+    if v.contains("$(") {
+        warnings.push(format!(
+            "--{flag}={v}: references a variable not set in the container's env"
+        ));
+        return None;
+    }
+    Some(v.clone())
+}
+
+/// `a, b,,c` → `[a, b, c]`, as the runtime splits `--watch-namespace`.
+fn comma_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// Where the controller reads its CARM maps: `ACK_SYSTEM_NAMESPACE`, else `K8S_NAMESPACE`.
+fn system_namespace(env: &BTreeMap<String, String>) -> Option<String> {
+    env.get("ACK_SYSTEM_NAMESPACE")
+        .or_else(|| env.get("K8S_NAMESPACE"))
+        .filter(|s| !s.is_empty() && !s.contains("$("))
+        .cloned()
 }
 
 /// The parts of a container spec discovery reads.

@@ -1,5 +1,6 @@
 //! One CloudTrail record, reduced to what classification and attribution need.
 
+use serde::Serialize;
 use serde_json::Value;
 
 use super::account::arn_account;
@@ -155,6 +156,45 @@ impl TrailRecord {
     pub fn is_ack_pivot(&self) -> bool {
         self.ack.is_some() && self.service == "sts" && self.event_name.starts_with("AssumeRole")
     }
+}
+
+/// Why an ACK event was not tied to a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unattributed {
+    /// No identifier of any CR of the kind appears in the request.
+    NoMatch,
+    /// Several CRs remain after every narrowing step.
+    Ambiguous,
+    /// The user agent names no kind (an older controller, or cut at 1 KB).
+    NoKind,
+}
+
+impl Unattributed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unattributed::NoMatch => "no_match",
+            Unattributed::Ambiguous => "ambiguous",
+            Unattributed::NoKind => "no_kind",
+        }
+    }
+}
+
+/// Which CloudTrail streams a LookupEvents poller reads: made by `evaluate::lookup_plan`.
+/// One account to read, with the role to assume there (none: the exporter's own credentials).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountPlan {
+    pub account: String,
+    pub role_arn: Option<String>,
+    pub regions: Vec<String>,
+    pub requests_per_second: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LookupPlan {
+    pub accounts: Vec<AccountPlan>,
+    /// `ec2.amazonaws.com`, ...: the same for every account and region.
+    pub event_sources: Vec<String>,
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::evaluate::Evaluation;
-use crate::evaluate::cloudtrail::{Signal, TrailView};
+use crate::evaluate::cloudtrail::TrailView;
 use crate::evaluate::ownership::{
     AccountSource, Effect, Problem, RegionEffect, RegionSource, RoleError,
 };
@@ -16,6 +16,7 @@ use crate::evaluate::role_selector::SelectorInvalid;
 use crate::evaluate::startup::StartupProblem;
 use crate::model::time::format_rfc3339;
 use crate::model::{ClusterSnapshot, ParseError};
+use crate::state::trail::Signal;
 
 /// The audit JSON's version: bumped with each release that adds a field, changes one's
 /// meaning or removes one (README "Outputs", CHANGELOG).

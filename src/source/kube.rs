@@ -3,13 +3,14 @@
 //! namespaces only — the CARM ConfigMaps, controller Deployments and ServiceAccounts.
 //!
 //! Objects are turned into snapshot facts the moment they arrive (the same
-//! [`object::classify`] the dump reader uses), so no whole object is kept. Every watch
+//! [`object::classify`] the dump reader uses) and handed to the store
+//! ([`crate::state::cluster::LiveCluster`]), so no whole object is kept. Every watch
 //! recovers by itself (kube's watcher re-lists after `410 Gone`; errors back off); one failing
 //! kind never stops the others.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -24,15 +25,13 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::model::object::{self, Object};
-use crate::model::{
-    AckResource, CARM_MAPS, ClusterSnapshot, Gvk, ParseError, ack_service_of_group,
-};
-use crate::telemetry::{Telemetry, label};
+use crate::model::{CARM_MAPS, Gvk, ParseError, ack_service_of_group};
+use crate::state::cluster::{LiveCluster, ObjectKey, Stored, WatchEvent, WatchId};
+use crate::telemetry::label;
 
 /// What the watches read cluster-wide besides the ACK kinds: (API group, resource). The shipped
 /// RBAC (deploy/kustomize/base/rbac.yaml) is held to these by a test.
@@ -49,9 +48,6 @@ pub const CONTROLLER_NAMESPACE_READS: &[(&str, &str)] = &[
     ("", "serviceaccounts"),
 ];
 
-/// How long after its last error a watch counts as failing (see [`LiveCluster::is_healthy`]).
-pub const HEALTH_WINDOW: Duration = Duration::from_secs(35);
-
 /// How to reach the cluster and what to watch.
 #[derive(Debug, Clone, Default)]
 pub struct KubeOptions {
@@ -63,275 +59,50 @@ pub struct KubeOptions {
     pub controller_namespaces: Vec<String>,
 }
 
+/// Why no Kubernetes client could be made: the configuration named or found is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("--kubeconfig {}: {message}", path.display())]
+    Kubeconfig { path: PathBuf, message: String },
+    #[error("--context {context}: {source}")]
+    Context {
+        context: String,
+        source: kube::config::KubeconfigError,
+    },
+    #[error("no Kubernetes configuration (kubeconfig or in-cluster): {0}")]
+    NotFound(kube::config::InferConfigError),
+    #[error("Kubernetes client: {0}")]
+    Client(kube::Error),
+}
+
 /// A client from `--kubeconfig`/`--context`, else the usual inference (KUBECONFIG, then
 /// in-cluster).
-pub async fn client(opts: &KubeOptions) -> Result<Client, String> {
+pub async fn client(opts: &KubeOptions) -> Result<Client, ClientError> {
     let options = kube::config::KubeConfigOptions {
         context: opts.context.clone(),
         ..Default::default()
     };
     let config = match (&opts.kubeconfig, &opts.context) {
         (Some(path), _) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .map_err(|e| format!("--kubeconfig {}: {e}", path.display()))?;
+            let unusable = |message: String| ClientError::Kubeconfig {
+                path: path.clone(),
+                message,
+            };
+            let kc =
+                kube::config::Kubeconfig::read_from(path).map_err(|e| unusable(e.to_string()))?;
             kube::Config::from_custom_kubeconfig(kc, &options)
                 .await
-                .map_err(|e| format!("--kubeconfig {}: {e}", path.display()))?
+                .map_err(|e| unusable(e.to_string()))?
         }
         (None, Some(ctx)) => kube::Config::from_kubeconfig(&options)
             .await
-            .map_err(|e| format!("--context {ctx}: {e}"))?,
-        (None, None) => kube::Config::infer()
-            .await
-            .map_err(|e| format!("no Kubernetes configuration (kubeconfig or in-cluster): {e}"))?,
+            .map_err(|source| ClientError::Context {
+                context: ctx.clone(),
+                source,
+            })?,
+        (None, None) => kube::Config::infer().await.map_err(ClientError::NotFound)?,
     };
-    Client::try_from(config).map_err(|e| format!("Kubernetes client: {e}"))
-}
-
-/// What one watch contributes.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum WatchId {
-    Crds,
-    Namespaces,
-    RoleSelectors,
-    CarmMap {
-        namespace: String,
-        name: String,
-    },
-    Deployments {
-        namespace: String,
-    },
-    ServiceAccounts {
-        namespace: String,
-    },
-    Kind {
-        group: String,
-        kind: String,
-        namespace: Option<String>,
-    },
-}
-
-impl WatchId {
-    /// The `resource` label of the restart counter.
-    fn resource_label(&self) -> String {
-        match self {
-            WatchId::Crds => "customresourcedefinitions.apiextensions.k8s.io".into(),
-            WatchId::Namespaces => "namespaces".into(),
-            WatchId::RoleSelectors => "iamroleselectors.services.k8s.aws".into(),
-            WatchId::CarmMap { .. } => "configmaps".into(),
-            WatchId::Deployments { .. } => "deployments.apps".into(),
-            WatchId::ServiceAccounts { .. } => "serviceaccounts".into(),
-            WatchId::Kind { group, kind, .. } => format!("{}.{group}", kind.to_ascii_lowercase()),
-        }
-    }
-}
-
-/// What a watch holds: per (namespace, name), the facts classified from the object.
-#[derive(Default)]
-struct WatchState {
-    objects: BTreeMap<ObjectKey, Stored>,
-    /// Objects of a re-list in progress; replaces `objects` at `InitDone`.
-    relist: Option<BTreeMap<ObjectKey, Stored>>,
-    synced: bool,
-    /// When the watch last failed; cleared by the next event.
-    last_error: Option<std::time::Instant>,
-    lists: u64,
-    /// (group, kind) of the objects, for `kube_objects`.
-    kind: (String, String),
-}
-
-#[derive(Clone)]
-enum Stored {
-    Resource(Arc<AckResource>),
-    Other(Vec<Object>),
-}
-
-#[derive(Default)]
-struct State {
-    watches: BTreeMap<WatchId, WatchState>,
-    /// Latched once every watch finished its first list.
-    ready: bool,
-    parse_errors: Vec<ParseError>,
-}
-
-/// The cluster as the watches see it, shared by the watch tasks and the publisher.
-pub struct LiveCluster {
-    state: Mutex<State>,
-    /// Whether resources keep their identifier strings (only CloudTrail attribution reads them).
-    keep_identifiers: bool,
-    /// Woken on every change; the publisher debounces.
-    pub changed: Notify,
-    telemetry: Arc<Telemetry>,
-}
-
-impl LiveCluster {
-    /// `keep_identifiers`: keep the identifier strings CloudTrail attribution needs; without a
-    /// CloudTrail side they are dropped on arrival.
-    pub fn new(telemetry: Arc<Telemetry>, keep_identifiers: bool) -> Arc<Self> {
-        Arc::new(LiveCluster {
-            state: Mutex::new(State::default()),
-            keep_identifiers,
-            changed: Notify::new(),
-            telemetry,
-        })
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn register(&self, id: &WatchId, kind: (String, String)) {
-        let mut s = self.lock();
-        let w = s.watches.entry(id.clone()).or_default();
-        w.kind = kind;
-    }
-
-    fn unregister(&self, id: &WatchId) {
-        self.lock().watches.remove(id);
-        self.changed.notify_one();
-    }
-
-    fn on_event(&self, id: &WatchId, event: WatchEvent) {
-        let mut s = self.lock();
-        let Some(w) = s.watches.get_mut(id) else {
-            return;
-        };
-        match event {
-            WatchEvent::Init => {
-                w.relist = Some(BTreeMap::new());
-                w.lists += 1;
-                if w.lists > 1 {
-                    // A re-list: the watch restarted (410 Gone, or after an error).
-                    self.telemetry
-                        .kube_watch_restarts
-                        .get_or_create(&label("resource", &id.resource_label()))
-                        .inc();
-                }
-            }
-            WatchEvent::Put {
-                key,
-                facts: stored,
-                relisting: initial,
-            } => {
-                w.last_error = None;
-                match (&mut w.relist, initial) {
-                    (Some(buffer), true) => {
-                        buffer.insert(key, stored);
-                    }
-                    _ => {
-                        w.objects.insert(key, stored);
-                    }
-                }
-            }
-            WatchEvent::InitDone => {
-                if let Some(buffer) = w.relist.take() {
-                    w.objects = buffer;
-                }
-                w.synced = true;
-                w.last_error = None;
-                if !s.ready && s.watches.values().all(|w| w.synced) {
-                    s.ready = true;
-                }
-            }
-            WatchEvent::Remove(key) => {
-                w.objects.remove(&key);
-            }
-            WatchEvent::Error { message, forbidden } => {
-                w.last_error = Some(std::time::Instant::now());
-                self.telemetry
-                    .kube_watch_restarts
-                    .get_or_create(&label("resource", &id.resource_label()))
-                    .inc();
-                warn!(watch = %id.resource_label(), "watch error, retrying with backoff: {message}");
-                if forbidden && !w.synced {
-                    // A kind RBAC refuses must not hold readiness hostage: the others are read.
-                    w.synced = true;
-                    if !s.ready && s.watches.values().all(|w| w.synced) {
-                        s.ready = true;
-                    }
-                }
-                return;
-            }
-            WatchEvent::Problems(errors) => {
-                for e in &errors {
-                    warn!("{e}");
-                }
-                self.telemetry
-                    .parse_errors
-                    .get_or_create(&label("source", "kube"))
-                    .inc_by(errors.len() as u64);
-                s.parse_errors.extend(errors);
-                let excess = s.parse_errors.len().saturating_sub(100);
-                s.parse_errors.drain(..excess);
-                return;
-            }
-        }
-        drop(s);
-        self.changed.notify_one();
-    }
-
-    /// True once every watch finished its first full list.
-    pub fn is_ready(&self) -> bool {
-        self.lock().ready
-    }
-
-    /// True when no watch failed recently. A watch that recovers after an error may see no
-    /// event for a long time, so "recently" is longer than the watcher's longest backoff
-    /// (30 s): a watch still failing errs again within it.
-    pub fn is_healthy(&self) -> bool {
-        self.lock()
-            .watches
-            .values()
-            .all(|w| w.last_error.is_none_or(|t| t.elapsed() > HEALTH_WINDOW))
-    }
-
-    /// The current facts, as a snapshot. Resources are shared, not copied.
-    pub fn snapshot(&self) -> ClusterSnapshot {
-        let s = self.lock();
-        let mut snap = ClusterSnapshot::default();
-        for w in s.watches.values() {
-            if ack_service_of_group(&w.kind.0).is_some() {
-                let kinds = snap.ack_kinds.entry(w.kind.0.clone()).or_default();
-                kinds.insert(w.kind.1.clone());
-            }
-            if !w.objects.is_empty() {
-                *snap.object_kinds.entry(w.kind.clone()).or_default() += w.objects.len();
-            }
-            snap.objects += w.objects.len();
-            for stored in w.objects.values() {
-                match stored {
-                    Stored::Resource(r) => snap.resources.push(r.clone()),
-                    Stored::Other(objects) => {
-                        for o in objects {
-                            snap.insert(o.clone());
-                        }
-                    }
-                }
-            }
-        }
-        snap.parse_errors = s.parse_errors.clone();
-        drop(s);
-        snap.normalize();
-        snap
-    }
-}
-
-enum WatchEvent {
-    Init,
-    /// An object's facts; `relisting` while a re-list replaces the objects held.
-    Put {
-        key: ObjectKey,
-        facts: Stored,
-        relisting: bool,
-    },
-    InitDone,
-    Remove(ObjectKey),
-    /// A failed list or watch; `forbidden` when RBAC refused it (it will not list soon).
-    Error {
-        message: String,
-        forbidden: bool,
-    },
-    Problems(Vec<ParseError>),
+    Client::try_from(config).map_err(ClientError::Client)
 }
 
 /// Classifies a watched object into stored facts; problems come back labelled with the object.
@@ -368,28 +139,22 @@ fn classify<K: Serialize + ResourceExt>(
             message,
         })
         .collect();
-    let mut objects = classified.objects;
-    let stored = match objects.as_slice() {
-        [Object::Resource(_)] => match objects.pop() {
-            Some(Object::Resource(mut r)) => {
-                if !keep_identifiers {
-                    r.id_fields = Vec::new();
-                }
-                match shared_gvk {
-                    Some(g) if *g == r.gvk => r.gvk = g.clone(),
-                    _ => *shared_gvk = Some(r.gvk.clone()),
-                }
-                Stored::Resource(Arc::new(r))
+    let stored = match <[Object; 1]>::try_from(classified.objects) {
+        Ok([Object::Resource(mut r)]) => {
+            if !keep_identifiers {
+                r.id_fields = Vec::new();
             }
-            _ => unreachable!("matched one resource"),
-        },
-        _ => Stored::Other(objects),
+            match shared_gvk {
+                Some(g) if *g == r.gvk => r.gvk = g.clone(),
+                _ => *shared_gvk = Some(r.gvk.clone()),
+            }
+            Stored::Resource(Arc::new(r))
+        }
+        Ok([other]) => Stored::Other(vec![other]),
+        Err(objects) => Stored::Other(objects),
     };
     (stored, errors)
 }
-
-/// `namespace/name` (neither may hold a `/`): one string per object, not two.
-type ObjectKey = Box<str>;
 
 fn key_of<K: ResourceExt>(obj: &K) -> ObjectKey {
     format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()).into_boxed_str()
@@ -469,92 +234,103 @@ fn ack_kind_of(crd: &CustomResourceDefinition) -> Option<(GroupVersionKind, Stri
     ))
 }
 
+/// A watch that runs for the process's lifetime, whatever CRDs exist.
+enum FixedWatch {
+    Namespaces,
+    CarmMap { namespace: String, name: String },
+    Deployments { namespace: String },
+    ServiceAccounts { namespace: String },
+}
+
+impl FixedWatch {
+    /// Every fixed watch the options ask for.
+    fn all(opts: &KubeOptions) -> Vec<FixedWatch> {
+        let mut v = vec![FixedWatch::Namespaces];
+        for ns in &opts.controller_namespaces {
+            for name in CARM_MAPS {
+                v.push(FixedWatch::CarmMap {
+                    namespace: ns.clone(),
+                    name: name.to_string(),
+                });
+            }
+            v.push(FixedWatch::Deployments {
+                namespace: ns.clone(),
+            });
+            v.push(FixedWatch::ServiceAccounts {
+                namespace: ns.clone(),
+            });
+        }
+        v
+    }
+
+    fn id(&self) -> WatchId {
+        match self {
+            FixedWatch::Namespaces => WatchId::Namespaces,
+            FixedWatch::CarmMap { namespace, name } => WatchId::CarmMap {
+                namespace: namespace.clone(),
+                name: name.clone(),
+            },
+            FixedWatch::Deployments { namespace } => WatchId::Deployments {
+                namespace: namespace.clone(),
+            },
+            FixedWatch::ServiceAccounts { namespace } => WatchId::ServiceAccounts {
+                namespace: namespace.clone(),
+            },
+        }
+    }
+
+    /// (API group, kind) of the objects, for `kube_objects`.
+    fn kind(&self) -> (String, String) {
+        let (group, kind) = match self {
+            FixedWatch::Namespaces => ("", "Namespace"),
+            FixedWatch::CarmMap { .. } => ("", "ConfigMap"),
+            FixedWatch::Deployments { .. } => ("apps", "Deployment"),
+            FixedWatch::ServiceAccounts { .. } => ("", "ServiceAccount"),
+        };
+        (group.to_string(), kind.to_string())
+    }
+
+    fn spawn(self, client: Client, live: Arc<LiveCluster>) {
+        let id = self.id();
+        let all = watcher::Config::default();
+        match self {
+            FixedWatch::Namespaces => {
+                tokio::spawn(run_watch(Api::<K8sNamespace>::all(client), all, id, live));
+            }
+            FixedWatch::CarmMap { namespace, name } => {
+                let api = Api::<ConfigMap>::namespaced(client, &namespace);
+                let one = all.fields(&format!("metadata.name={name}"));
+                tokio::spawn(run_watch(api, one, id, live));
+            }
+            FixedWatch::Deployments { namespace } => {
+                let api = Api::<Deployment>::namespaced(client, &namespace);
+                tokio::spawn(run_watch(api, all, id, live));
+            }
+            FixedWatch::ServiceAccounts { namespace } => {
+                let api = Api::<K8sServiceAccount>::namespaced(client, &namespace);
+                tokio::spawn(run_watch(api, all, id, live));
+            }
+        }
+    }
+}
+
 /// Starts every watch and follows CRDs. Returns the task handles' owner; dropping it stops
 /// nothing (the tasks run until the runtime ends).
 pub fn start(client: Client, opts: KubeOptions, live: Arc<LiveCluster>) -> JoinHandle<()> {
-    // Fixed watches first, so readiness waits for them.
-    let fixed: Vec<(WatchId, (String, String))> = {
-        let mut v = vec![
-            (
-                WatchId::Namespaces,
-                (String::new(), "Namespace".to_string()),
-            ),
-            (
-                WatchId::Crds,
-                (
-                    "apiextensions.k8s.io".to_string(),
-                    "CustomResourceDefinition".to_string(),
-                ),
-            ),
-        ];
-        for ns in &opts.controller_namespaces {
-            for name in CARM_MAPS {
-                v.push((
-                    WatchId::CarmMap {
-                        namespace: ns.clone(),
-                        name: name.to_string(),
-                    },
-                    (String::new(), "ConfigMap".to_string()),
-                ));
-            }
-            v.push((
-                WatchId::Deployments {
-                    namespace: ns.clone(),
-                },
-                ("apps".to_string(), "Deployment".to_string()),
-            ));
-            v.push((
-                WatchId::ServiceAccounts {
-                    namespace: ns.clone(),
-                },
-                (String::new(), "ServiceAccount".to_string()),
-            ));
-        }
-        v
-    };
-    for (id, kind) in &fixed {
-        live.register(id, kind.clone());
+    // Every fixed watch is registered before any runs, so readiness waits for all of them.
+    let fixed = FixedWatch::all(&opts);
+    live.register(
+        &WatchId::Crds,
+        (
+            "apiextensions.k8s.io".to_string(),
+            "CustomResourceDefinition".to_string(),
+        ),
+    );
+    for watch in &fixed {
+        live.register(&watch.id(), watch.kind());
     }
-    for (id, _) in fixed {
-        let live = live.clone();
-        let client = client.clone();
-        let id2 = id.clone();
-        match id {
-            WatchId::Namespaces => {
-                tokio::spawn(run_watch(
-                    Api::<K8sNamespace>::all(client),
-                    watcher::Config::default(),
-                    id2,
-                    live,
-                ));
-            }
-            WatchId::CarmMap { namespace, name } => {
-                tokio::spawn(run_watch(
-                    Api::<ConfigMap>::namespaced(client, &namespace),
-                    watcher::Config::default().fields(&format!("metadata.name={name}")),
-                    id2,
-                    live,
-                ));
-            }
-            WatchId::Deployments { namespace } => {
-                tokio::spawn(run_watch(
-                    Api::<Deployment>::namespaced(client, &namespace),
-                    watcher::Config::default(),
-                    id2,
-                    live,
-                ));
-            }
-            WatchId::ServiceAccounts { namespace } => {
-                tokio::spawn(run_watch(
-                    Api::<K8sServiceAccount>::namespaced(client, &namespace),
-                    watcher::Config::default(),
-                    id2,
-                    live,
-                ));
-            }
-            WatchId::Crds => {}
-            _ => unreachable!("not a fixed watch"),
-        }
+    for watch in fixed {
+        watch.spawn(client.clone(), live.clone());
     }
     tokio::spawn(follow_crds(client, opts, live))
 }
@@ -787,86 +563,4 @@ pub async fn wait_ready(live: &LiveCluster, timeout: Duration) -> bool {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     true
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn live() -> Arc<LiveCluster> {
-        LiveCluster::new(Arc::new(Telemetry::new("test", "test")), false)
-    }
-
-    fn kind(k: &str) -> WatchId {
-        WatchId::Kind {
-            group: "ec2.services.k8s.aws".into(),
-            kind: k.into(),
-            namespace: None,
-        }
-    }
-
-    #[test]
-    fn ready_after_every_watch_listed_or_was_refused() {
-        let l = live();
-        l.register(&WatchId::Namespaces, (String::new(), "Namespace".into()));
-        l.register(&kind("VPC"), ("ec2.services.k8s.aws".into(), "VPC".into()));
-        l.register(
-            &kind("Subnet"),
-            ("ec2.services.k8s.aws".into(), "Subnet".into()),
-        );
-        l.on_event(&WatchId::Namespaces, WatchEvent::InitDone);
-        l.on_event(&kind("VPC"), WatchEvent::InitDone);
-        assert!(!l.is_ready());
-        // A transient error does not count as listed...
-        let error = |message: &str, forbidden| WatchEvent::Error {
-            message: message.into(),
-            forbidden,
-        };
-        l.on_event(&kind("Subnet"), error("boom", false));
-        assert!(!l.is_ready());
-        assert!(!l.is_healthy());
-        // ...a refusal does, so the other kinds are served.
-        l.on_event(&kind("Subnet"), error("forbidden", true));
-        assert!(l.is_ready());
-        assert!(!l.is_healthy());
-    }
-
-    #[test]
-    fn a_relist_replaces_objects_at_init_done() {
-        let l = live();
-        let id = kind("VPC");
-        l.register(&id, ("ec2.services.k8s.aws".into(), "VPC".into()));
-        let put = |name: &str, initial: bool| WatchEvent::Put {
-            key: format!("dev/{name}").into_boxed_str(),
-            facts: Stored::Resource(Arc::new(AckResource {
-                gvk: crate::model::Gvk {
-                    group: "ec2.services.k8s.aws".into(),
-                    version: "v1alpha1".into(),
-                    kind: "VPC".into(),
-                }
-                .into(),
-                namespace: "dev".into(),
-                name: name.into(),
-                ..Default::default()
-            })),
-            relisting: initial,
-        };
-        l.on_event(&id, WatchEvent::Init);
-        l.on_event(&id, put("a", true));
-        l.on_event(&id, put("b", true));
-        l.on_event(&id, WatchEvent::InitDone);
-        assert_eq!(l.snapshot().resources.len(), 2);
-        // A re-list that no longer sees "a": until it is done the old state stands.
-        l.on_event(&id, WatchEvent::Init);
-        l.on_event(&id, put("b", true));
-        assert_eq!(l.snapshot().resources.len(), 2);
-        l.on_event(&id, WatchEvent::InitDone);
-        let names: Vec<String> = l
-            .snapshot()
-            .resources
-            .iter()
-            .map(|r| r.name.clone())
-            .collect();
-        assert_eq!(names, vec!["b".to_string()]);
-    }
 }

@@ -125,7 +125,7 @@ pub fn read_bytes(file: &str, bytes: &[u8], snapshot: &mut ClusterSnapshot) {
     for doc in parse_documents(text, is_json) {
         match doc {
             Ok(doc) => add_document(file, doc, snapshot),
-            Err((line, message)) => snapshot.parse_errors.push(ParseError {
+            Err(DocumentError { line, message }) => snapshot.parse_errors.push(ParseError {
                 file: file.to_string(),
                 line,
                 message,
@@ -142,11 +142,16 @@ pub struct Document {
     pub item_lines: Vec<usize>,
 }
 
-/// Parses a file's documents; a bad one gives `Err((line, message))` and the others still parse.
-pub fn parse_documents(
-    text: &str,
-    is_json: bool,
-) -> Vec<Result<Document, (Option<usize>, String)>> {
+/// A document that does not parse: the line in the file (when known) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DocumentError {
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// Parses a file's documents; a bad one gives its [`DocumentError`] and the others still parse.
+pub fn parse_documents(text: &str, is_json: bool) -> Vec<Result<Document, DocumentError>> {
     if is_json {
         return vec![
             serde_json::from_str::<Value>(text)
@@ -155,7 +160,10 @@ pub fn parse_documents(
                     value,
                     item_lines: Vec::new(),
                 })
-                .map_err(|e| (Some(e.line()), format!("invalid JSON: {e}"))),
+                .map_err(|e| DocumentError {
+                    line: Some(e.line()),
+                    message: format!("invalid JSON: {e}"),
+                }),
         ];
     }
     split_yaml_documents(text)
@@ -198,8 +206,9 @@ fn list_item_lines(chunk: &str, start: usize) -> Vec<usize> {
         .unwrap_or_default()
 }
 
-/// `(absolute line, one-line message)` from a serde-saphyr error inside a chunk starting at `start`.
-fn yaml_error(e: &serde_saphyr::Error, start: usize) -> (Option<usize>, String) {
+/// The absolute line and a one-line message from a serde-saphyr error inside a chunk starting
+/// at `start`.
+fn yaml_error(e: &serde_saphyr::Error, start: usize) -> DocumentError {
     let text = e.to_string();
     let first = text.lines().next().unwrap_or("").trim();
     let first = first.strip_prefix("error: ").unwrap_or(first);
@@ -216,7 +225,10 @@ fn yaml_error(e: &serde_saphyr::Error, start: usize) -> (Option<usize>, String) 
         Some(c) => format!("invalid YAML (column {c}): {message}"),
         None => format!("invalid YAML: {message}"),
     };
-    (line.or(Some(start)), message)
+    DocumentError {
+        line: line.or(Some(start)),
+        message,
+    }
 }
 
 /// Splits YAML text at document markers (`---` / `...` at column 0), keeping each
@@ -350,7 +362,7 @@ mod tests {
         let text = "a: [1\n---\nb: 2\n";
         let docs = parse_documents(text, false);
         assert_eq!(docs.len(), 2);
-        let (line, msg) = docs[0].as_ref().err().unwrap();
+        let DocumentError { line, message: msg } = docs[0].as_ref().err().unwrap();
         assert_eq!(*line, Some(1));
         assert!(msg.starts_with("invalid YAML"), "{msg}");
         assert_eq!(docs[1].as_ref().unwrap().value["b"], 2);
@@ -361,7 +373,7 @@ mod tests {
     fn yaml_error_lines_are_absolute() {
         let text = "a: 1\n---\nok: 1\nbad: [x\n";
         let docs = parse_documents(text, false);
-        let (line, _) = docs[1].as_ref().err().unwrap();
+        let DocumentError { line, .. } = docs[1].as_ref().err().unwrap();
         assert!(matches!(line, Some(4) | Some(5)), "{line:?}");
     }
 

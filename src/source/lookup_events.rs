@@ -11,7 +11,7 @@
 //! reverse. eventIDs de-duplicate what both passes read.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
@@ -23,15 +23,14 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_cloudtrail::Client;
 use aws_sdk_cloudtrail::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudtrail::types::{LookupAttribute, LookupAttributeKey};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::evaluate::cloudtrail::TrailTally;
-use crate::evaluate::lookup_plan::LookupPlan;
 use crate::model::ParseError;
-use crate::model::trail::parse_record;
+use crate::model::trail::{LookupPlan, parse_record};
+use crate::state::trail::TrailStore;
 use crate::telemetry::{Telemetry, label, labels};
 
 /// The session name every assumed role carries, so CloudTrail in the read accounts shows
@@ -42,23 +41,6 @@ const API: &str = "LookupEvents";
 const PAGE: i32 = 50;
 /// Attempts per request before a poll gives up (it is retried whole at the next poll).
 const ATTEMPTS: u32 = 6;
-/// Problems kept for the landing page and audit; older ones are only counted and logged.
-const KEPT_ERRORS: usize = 100;
-
-/// What live polling feeds: the tally every stream ingests into, and a signal to republish.
-#[derive(Default)]
-pub struct TrailStore {
-    pub tally: Mutex<TrailTally>,
-    pub errors: Mutex<Vec<ParseError>>,
-    pub changed: Notify,
-}
-
-impl TrailStore {
-    pub fn lock(&self) -> std::sync::MutexGuard<'_, TrailTally> {
-        self.tally.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
 /// Timing of the polls.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
@@ -508,15 +490,7 @@ impl AccountRegion {
             for p in &problems {
                 warn!("{p}");
             }
-            let mut kept = self
-                .ctx
-                .store
-                .errors
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            kept.extend(problems);
-            let excess = kept.len().saturating_sub(KEPT_ERRORS);
-            kept.drain(..excess);
+            self.ctx.store.add_errors(problems);
         }
         self.ctx.store.changed.notify_one();
     }

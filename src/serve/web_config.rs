@@ -52,6 +52,17 @@ pub struct WebConfig {
     pub auth: Option<BasicAuth>,
 }
 
+/// [`load`] when `--web.config.file` is given; plain HTTP without auth otherwise.
+pub fn load_optional(path: Option<&Path>) -> Result<WebConfig, String> {
+    match path {
+        Some(path) => load(path),
+        None => Ok(WebConfig {
+            tls: None,
+            auth: None,
+        }),
+    }
+}
+
 /// Loads and checks the file; errors name it and what is wrong (never a secret).
 pub fn load(path: &Path) -> Result<WebConfig, String> {
     let err = |m: String| format!("--web.config.file {}: {m}", path.display());

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -17,7 +17,7 @@ use hyper::body::{Body, Frame, Incoming};
 use hyper::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, VARY};
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::metrics::{Cursor, Exposition, Format};
+use crate::output::metrics::{Cursor, Exposition, Format};
 use crate::telemetry::Telemetry;
 
 /// What a scrape or a page view reads: replaced whole when sources change.
@@ -247,6 +247,3 @@ pub async fn handle(
     };
     Ok(response)
 }
-
-/// How long open connections get to finish after a shutdown signal.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
