@@ -81,8 +81,10 @@ pub struct CloudTrailConfig {
     /// the whole input).
     #[serde(default, deserialize_with = "duration_opt")]
     pub window: Option<Duration>,
-    #[serde(default = "d15m", deserialize_with = "duration")]
-    pub overlap: Duration,
+    /// How long CloudTrail may take to deliver an event late (the key is `overlap`): each
+    /// range is read again once it has passed.
+    #[serde(rename = "overlap", default = "d15m", deserialize_with = "duration")]
+    pub delivery_allowance: Duration,
     /// LookupEvents requests per second per (account, region), all event sources together:
     /// CloudTrail allows 2, and other readers of the same account share that ceiling.
     #[serde(default = "two")]
@@ -121,7 +123,7 @@ impl Default for CloudTrailConfig {
             event_sources: None,
             poll_interval: d60s(),
             window: None,
-            overlap: d15m(),
+            delivery_allowance: d15m(),
             requests_per_second: two(),
             identifiers: BTreeMap::new(),
         }
@@ -384,7 +386,7 @@ cloudtrail:
         assert!(ec2.feature_gates.as_ref().unwrap()["TeamLevelCARM"]);
         assert_eq!(c.cloudtrail.accounts, Some(Accounts::Keyword(Auto::Auto)));
         assert_eq!(c.cloudtrail.poll_interval, Duration::from_secs(90));
-        assert_eq!(c.cloudtrail.overlap, Duration::from_secs(900));
+        assert_eq!(c.cloudtrail.delivery_allowance, Duration::from_secs(900));
         assert_eq!(c.cloudtrail.window, Some(Duration::from_secs(3600)));
     }
 

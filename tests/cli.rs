@@ -216,3 +216,20 @@ fn the_storm_is_shown_next_to_the_verdict() {
     assert!(md.contains("**CloudTrail: 30 x InvalidVpcID.NotFound"));
     assert!(md.contains("### CloudTrail"));
 }
+
+#[test]
+fn serve_exits_3_when_its_address_is_taken_and_2_when_it_is_malformed() {
+    // Held open for the whole test: the exporter cannot bind it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let run = common::run(["serve", "--demo", "--web.listen-address", &addr]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("--web.listen-address {addr}")),
+        "{}",
+        run.stderr
+    );
+    let run = common::run(["serve", "--demo", "--web.listen-address", "nine-seven"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    drop(taken);
+}

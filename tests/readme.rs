@@ -41,7 +41,8 @@ fn layout_entries(readme: &str) -> Vec<(String, String)> {
         match (line.starts_with(' '), entries.last_mut()) {
             (true, Some((_, words))) => words.push_str(line),
             _ => {
-                let (path, words) = line.split_once(' ').unwrap_or((line, ""));
+                // The path column ends at the first run of two spaces.
+                let (path, words) = line.split_once("  ").unwrap_or((line, ""));
                 entries.push((path.to_string(), words.to_string()));
             }
         }

@@ -154,7 +154,7 @@ fn publish_live(
     let errors = store.errors();
     let mut tally = store.lock();
     // Older than the window and the allowance re-read: nothing will ask for it again.
-    let allowance = config.cloudtrail.overlap.as_secs() as i64;
+    let allowance = config.cloudtrail.delivery_allowance.as_secs() as i64;
     cloudtrail::forget_before(&mut tally, start - allowance, snapshot, ids);
     let evidence = cloudtrail::evidence(&tally, snapshot, evaluation, ids, Some((start, now)));
     let view = TrailView {
@@ -218,7 +218,7 @@ async fn live(
     let timing = Timing {
         poll_interval: c.poll_interval,
         window: c.window.unwrap_or(DEFAULT_WINDOW),
-        overlap: c.overlap,
+        delivery_allowance: c.delivery_allowance,
         attempt_timeout: ATTEMPT_TIMEOUT,
     };
     if matches!(c.accounts, Some(Accounts::Keyword(_))) && c.role_arn_template.is_none() {

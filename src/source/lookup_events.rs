@@ -46,7 +46,7 @@ const ATTEMPTS: u32 = 6;
 pub struct Timing {
     pub poll_interval: Duration,
     pub window: Duration,
-    pub overlap: Duration,
+    pub delivery_allowance: Duration,
     /// Per attempt, connect to answer.
     pub attempt_timeout: Duration,
 }
@@ -60,9 +60,9 @@ const READ_ONCE_ALLOWANCE: i64 = 60;
 impl Timing {
     /// How far behind `now` fresh reads stop.
     fn holdback(&self) -> i64 {
-        let overlap = self.overlap.as_secs() as i64;
-        if overlap <= READ_ONCE_ALLOWANCE {
-            overlap
+        let allowance = self.delivery_allowance.as_secs() as i64;
+        if allowance <= READ_ONCE_ALLOWANCE {
+            allowance
         } else {
             0
         }
@@ -70,7 +70,7 @@ impl Timing {
 
     /// How much of a fresh read's range is still within its allowance when it is read.
     fn unsettled(&self) -> i64 {
-        self.overlap.as_secs() as i64 - self.holdback()
+        self.delivery_allowance.as_secs() as i64 - self.holdback()
     }
 }
 
@@ -195,17 +195,17 @@ impl Cursor {
     /// The ranges to read at `now`: the fresh one, and the one to settle (if any).
     fn ranges(&self, now: i64, timing: &Timing) -> (Option<(i64, i64)>, (i64, i64)) {
         let window_start = now - timing.window.as_secs() as i64;
-        let overlap = timing.overlap.as_secs() as i64;
+        let allowance = timing.delivery_allowance.as_secs() as i64;
         let start = self.fresh_until.unwrap_or(window_start).max(window_start);
         let fresh = (start, (now - timing.holdback()).max(start));
         // Settled in chunks of a third of the allowance (at least a poll): fewer requests
         // for partly filled pages than settling a sliver every poll.
-        let chunk = (overlap / 3)
+        let chunk = (allowance / 3)
             .max(timing.poll_interval.as_secs() as i64)
             .max(1);
         let settle = self.final_until.and_then(|f| {
             let start = f.max(window_start);
-            let end = (now - overlap).min(self.fresh_until.unwrap_or(start));
+            let end = (now - allowance).min(self.fresh_until.unwrap_or(start));
             (end - start >= chunk).then_some((start, end))
         });
         (settle, fresh)
@@ -292,11 +292,11 @@ impl AccountRegion {
     /// then settling with what is left of the poll interval; a settling read that runs out of
     /// time goes on at the next poll from its token. Returns whether nothing failed.
     async fn poll(&mut self, list: &[String], deadline: Instant) -> bool {
-        let overlap = self.ctx.timing.unsettled();
+        let unsettled = self.ctx.timing.unsettled();
         let mut up = true;
         for pass in [Pass::Fresh, Pass::Settle] {
             for source in list {
-                match self.pass(source, pass, overlap, deadline).await {
+                match self.pass(source, pass, unsettled, deadline).await {
                     Ok(()) | Err(Failure::Postponed) => {}
                     // Denied or no role: the other streams would fail the same way.
                     Err(Failure::AccountDown) => return false,
@@ -693,7 +693,7 @@ mod tests {
         Timing {
             poll_interval: Duration::from_secs(60),
             window: Duration::from_secs(3600),
-            overlap: Duration::from_secs(900),
+            delivery_allowance: Duration::from_secs(900),
             attempt_timeout: Duration::from_secs(10),
         }
     }
@@ -745,7 +745,7 @@ mod tests {
         let t = Timing {
             poll_interval: Duration::from_secs(10),
             window: Duration::from_secs(900),
-            overlap: Duration::from_secs(60),
+            delivery_allowance: Duration::from_secs(60),
             attempt_timeout: Duration::from_secs(10),
         };
         let mut c = Cursor::default();
