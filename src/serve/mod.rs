@@ -47,10 +47,16 @@ pub enum ServeError {
     Runtime(String),
 }
 
+impl From<web_config::WebConfigError> for ServeError {
+    fn from(e: web_config::WebConfigError) -> Self {
+        ServeError::Usage(e.to_string())
+    }
+}
+
 /// Serves until SIGTERM or Ctrl-C: the table of contents of the exporter.
 pub async fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let addr = parse_listen_address(&opts.listen_address).map_err(ServeError::Usage)?;
-    let web = web_config::load_optional(opts.web_config.as_deref()).map_err(ServeError::Usage)?;
+    let web = web_config::load_optional(opts.web_config.as_deref())?;
     let pipeline = pipeline::Pipeline::prepare(opts.sources, &opts.config).await?;
     let listener = server::bind(addr).await?;
     let mut telemetry = Telemetry::new(telemetry::VERSION, telemetry::REVISION);

@@ -52,8 +52,16 @@ pub struct WebConfig {
     pub auth: Option<BasicAuth>,
 }
 
+/// A web config file that cannot be used: the file and what is wrong (never a secret).
+#[derive(Debug, thiserror::Error)]
+#[error("--web.config.file {}: {message}", path.display())]
+pub struct WebConfigError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
 /// [`load`] when `--web.config.file` is given; plain HTTP without auth otherwise.
-pub fn load_optional(path: Option<&Path>) -> Result<WebConfig, String> {
+pub fn load_optional(path: Option<&Path>) -> Result<WebConfig, WebConfigError> {
     match path {
         Some(path) => load(path),
         None => Ok(WebConfig {
@@ -64,8 +72,11 @@ pub fn load_optional(path: Option<&Path>) -> Result<WebConfig, String> {
 }
 
 /// Loads and checks the file; errors name it and what is wrong (never a secret).
-pub fn load(path: &Path) -> Result<WebConfig, String> {
-    let err = |m: String| format!("--web.config.file {}: {m}", path.display());
+pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
+    let err = |message: String| WebConfigError {
+        path: path.to_path_buf(),
+        message,
+    };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     let file: File = serde_saphyr::from_str(&text).map_err(|e| err(e.to_string()))?;
     // Relative paths are relative to the file, as in exporter-toolkit.
@@ -299,7 +310,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("web.yml");
         std::fs::write(&p, "basic_auth_users:\n  p: plain\n").unwrap();
-        let e = load(&p).err().unwrap();
+        let e = load(&p).err().unwrap().to_string();
         assert!(
             e.contains("basic_auth_users.p") && e.contains("bcrypt"),
             "{e}"
@@ -309,13 +320,19 @@ mod tests {
             "tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n  cipher: x\n",
         )
         .unwrap();
-        assert!(load(&p).err().unwrap().contains("cipher"));
+        assert!(load(&p).err().unwrap().to_string().contains("cipher"));
         std::fs::write(
             &p,
             "tls_server_config:\n  cert_file: missing.pem\n  key_file: k.pem\n",
         )
         .unwrap();
-        assert!(load(&p).err().unwrap().contains("cert_file missing.pem"));
+        assert!(
+            load(&p)
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("cert_file missing.pem")
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
