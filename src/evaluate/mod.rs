@@ -35,6 +35,7 @@ use crate::model::{AckResource, ClusterSnapshot};
 
 pub use controllers::ControllerSettings;
 pub use ownership::Ownership;
+use remediation::Step;
 
 /// The verdict on one resource of the snapshot.
 #[derive(Debug, Clone)]
@@ -43,7 +44,7 @@ pub struct ResourceVerdict {
     pub index: usize,
     /// Shared with the evaluation cache: reusing a verdict copies a pointer.
     pub ownership: Arc<Ownership>,
-    pub remediation: Arc<[String]>,
+    pub remediation: Arc<[Step]>,
 }
 
 /// Everything evaluation says about a cluster.
@@ -75,7 +76,7 @@ struct CachedVerdict {
     resource: Arc<AckResource>,
     context: u64,
     ownership: Arc<Ownership>,
-    remediation: Arc<[String]>,
+    remediation: Arc<[Step]>,
 }
 
 /// A fingerprint of everything outside the resource that a verdict reads.
@@ -120,7 +121,7 @@ pub fn evaluate_controllers(
     let mut next = HashMap::with_capacity(snapshot.resources.len());
     let mut resources = Vec::with_capacity(snapshot.resources.len());
     cache.evaluated_last = 0;
-    let empty: Arc<[String]> = Arc::new([]);
+    let empty: Arc<[Step]> = Arc::new([]);
     for (index, r) in snapshot.resources.iter().enumerate() {
         // Every service with resources has a controller entry after `resolve`.
         let Some(controller) = ownership::controller_for(&controllers, r) else {

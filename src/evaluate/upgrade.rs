@@ -9,12 +9,13 @@ use serde::Serialize;
 use super::controllers::{self, Upgrade};
 use super::ownership::{Effect, Ownership, Problem, RegionEffect};
 use super::release_table::{self, PinnedRuntime};
+use super::remediation::{self, Step};
 use super::runtime_flags;
 use super::startup::StartupProblem;
 use super::{ControllerSettings, EvaluationCache, evaluate_controllers};
 use crate::config::Config;
-use crate::model::ClusterSnapshot;
 use crate::model::runtime_version::RuntimeVersion;
+use crate::model::{AckResource, ClusterSnapshot};
 
 /// The preview JSON's version (README "Before upgrading a controller").
 pub const SCHEMA_VERSION: u32 = 1;
@@ -120,7 +121,7 @@ pub struct ResourceChange {
     pub after: Verdict,
     pub worse: bool,
     /// For a resource that would become blocked: back it up, then avoid the breakage.
-    pub remediation: Vec<String>,
+    pub remediation: Vec<Step>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -179,25 +180,7 @@ pub fn preview(
         let r = &snapshot.resources[a.index];
         let worse = worse(&vb, &va);
         let remediation = if va.blocked() && !vb.blocked() {
-            let mut steps = vec![format!(
-                "Back it up before the upgrade: kubectl get -n {} {} {} -o yaml > {}.{}.yaml",
-                r.namespace,
-                super::remediation::kubectl_resource(r),
-                r.name,
-                r.namespace,
-                r.name
-            )];
-            steps.push(
-                "Fix the status or recreate the CR before the upgrade, as below; after it the controller refuses the resource and a plain delete hangs."
-                    .to_string(),
-            );
-            // The backup above is that step.
-            let rest = a
-                .remediation
-                .iter()
-                .filter(|s| !s.starts_with("Save the manifest:"));
-            steps.extend(rest.cloned());
-            steps
+            before_upgrade(r, &a.remediation)
         } else {
             Vec::new()
         };
@@ -221,6 +204,23 @@ pub fn preview(
         resources,
         resources_judged: before.resources.len(),
     }
+}
+
+/// For a resource the upgrade would block: back it up, then the steps of its verdict after
+/// the upgrade, without their own backup.
+fn before_upgrade(r: &AckResource, after: &[Step]) -> Vec<Step> {
+    let save = remediation::save_manifest(r);
+    let mut steps = vec![
+        Step {
+            explain: "Back it up before the upgrade".to_string(),
+            ..save.clone()
+        },
+        Step::note(
+            "Fix the status or recreate the CR before the upgrade, as below; after it the controller refuses the resource and a plain delete hangs.",
+        ),
+    ];
+    steps.extend(after.iter().filter(|s| **s != save).cloned());
+    steps
 }
 
 /// The controllers being moved: runtime before and after, and whether they still start.

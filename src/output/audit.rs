@@ -6,16 +6,17 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::evaluate::Evaluation;
-use crate::evaluate::cloudtrail::TrailView;
+use crate::evaluate::cloudtrail::{ResourceEvidence, TrailView};
 use crate::evaluate::ownership::{
-    AccountSource, Effect, Problem, RegionEffect, RegionSource, RoleError,
+    AccountSource, Effect, Ownership, Problem, RegionEffect, RegionSource, RoleError,
 };
 use crate::evaluate::release_table::RuntimeSource;
+use crate::evaluate::remediation::Step;
 use crate::evaluate::role_selector::SelectorInvalid;
 use crate::evaluate::startup::StartupProblem;
+use crate::evaluate::{ControllerSettings, Evaluation, ResourceVerdict};
 use crate::model::time::format_rfc3339;
-use crate::model::{ClusterSnapshot, ParseError};
+use crate::model::{AckResource, ClusterSnapshot, ParseError};
 use crate::state::trail::Signal;
 
 /// The audit JSON's version: bumped with each release that adds a field, changes one's
@@ -58,7 +59,7 @@ pub struct ResourceReport {
     /// `null` without trail input; a list (maybe empty) with it.
     pub error_events: Option<Vec<ErrorEvents>>,
     pub wrong_account_calls: Option<Vec<WrongAccountCalls>>,
-    pub remediation: Vec<String>,
+    pub remediation: Vec<Step>,
     // Beyond the normative fields: what the verdict rests on.
     pub controller: Option<String>,
     /// The controller's ACK runtime version (`v0.35.0`), and the config's name for it.
@@ -275,6 +276,107 @@ fn cloudtrail_report(t: &TrailView) -> CloudTrailReport {
     }
 }
 
+impl Summary {
+    /// The summary before any resource is counted.
+    fn of_none(resources: usize) -> Self {
+        Summary {
+            resources,
+            account_drift: 0,
+            region_drift: 0,
+            problems: BTreeMap::new(),
+        }
+    }
+
+    /// Counts one resource's drift and problems.
+    fn count(&mut self, o: &Ownership) {
+        self.account_drift += usize::from(o.account_drift);
+        self.region_drift += usize::from(o.region_drift);
+        for p in &o.problems {
+            *self.problems.entry(p.as_str()).or_default() += 1;
+        }
+    }
+}
+
+impl ResourceReport {
+    /// The report on one resource: its verdict, and its CloudTrail evidence with trail input.
+    fn of(r: &AckResource, v: &ResourceVerdict, evidence: Option<&ResourceEvidence>) -> Self {
+        let o = &v.ownership;
+        ResourceReport {
+            group: r.gvk.group.clone(),
+            version: r.gvk.version.clone(),
+            kind: r.gvk.kind.clone(),
+            namespace: r.namespace.clone(),
+            name: r.name.clone(),
+            status_account: o.status_account.clone(),
+            expected_account: o.expected_account.clone(),
+            account_source: o.account_source,
+            account_drift: o.account_drift,
+            status_region: o.status_region.clone(),
+            expected_region: o.expected_region.clone(),
+            region_source: o.region_source,
+            region_drift: o.region_drift,
+            arn_account: o.arn_account.clone(),
+            problems: o.problems.iter().copied().collect(),
+            effect: o.effect,
+            region_effect: o.region_effect,
+            error_events: evidence.map(error_events),
+            wrong_account_calls: evidence.map(wrong_account_calls),
+            remediation: v.remediation.to_vec(),
+            controller: o.controller.clone(),
+            runtime: o.runtime.to_string(),
+            runtime_name: o.runtime_name.map(|n| n.as_str()),
+            called_account: o.called_account.clone(),
+            role_arn: o.role_arn.clone(),
+            role_error: o.role_error.clone(),
+        }
+    }
+}
+
+/// A resource's error events, most first.
+fn error_events(e: &ResourceEvidence) -> Vec<ErrorEvents> {
+    let mut list: Vec<ErrorEvents> = e
+        .error_events
+        .iter()
+        .map(|((account, region, code), n)| ErrorEvents {
+            account: account.clone(),
+            region: region.clone(),
+            error_code: code.clone(),
+            count: *n,
+        })
+        .collect();
+    list.sort_by_key(|e| std::cmp::Reverse(e.count));
+    list
+}
+
+/// A resource's calls outside its expected account, most first.
+fn wrong_account_calls(e: &ResourceEvidence) -> Vec<WrongAccountCalls> {
+    let mut list: Vec<WrongAccountCalls> = e
+        .wrong_account_calls
+        .iter()
+        .map(|(account, n)| WrongAccountCalls {
+            account: account.clone(),
+            count: *n,
+        })
+        .collect();
+    list.sort_by_key(|e| std::cmp::Reverse(e.count));
+    list
+}
+
+impl ControllerReport {
+    fn of(c: &ControllerSettings) -> Self {
+        ControllerReport {
+            service: c.service.clone(),
+            deployment: c.deployment.clone(),
+            controller_version: c.version.clone(),
+            runtime: c.runtime.to_string(),
+            runtime_source: c.runtime_source,
+            runtime_commit: c.runtime_commit,
+            running: c.running(),
+            problems: c.problems.clone(),
+        }
+    }
+}
+
 impl AuditReport {
     pub fn build(
         snapshot: &ClusterSnapshot,
@@ -301,84 +403,18 @@ impl AuditReport {
         notable_only: bool,
     ) -> AuditReport {
         let mut resources = Vec::new();
-        let mut summary = Summary {
-            resources: evaluation.resources.len(),
-            account_drift: 0,
-            region_drift: 0,
-            problems: BTreeMap::new(),
-        };
+        let mut summary = Summary::of_none(evaluation.resources.len());
+        let no_evidence = ResourceEvidence::default();
         for v in &evaluation.resources {
-            let r = &snapshot.resources[v.index];
             let o = &v.ownership;
-            summary.account_drift += usize::from(o.account_drift);
-            summary.region_drift += usize::from(o.region_drift);
-            for p in &o.problems {
-                *summary.problems.entry(p.as_str()).or_default() += 1;
-            }
+            summary.count(o);
             if notable_only && !o.account_drift && !o.region_drift && o.problems.is_empty() {
                 continue;
             }
-            let evidence = trail.map(|t| {
-                t.evidence
-                    .resources
-                    .get(&v.index)
-                    .cloned()
-                    .unwrap_or_default()
-            });
-            let error_events = evidence.as_ref().map(|e| {
-                let mut list: Vec<ErrorEvents> = e
-                    .error_events
-                    .iter()
-                    .map(|((account, region, code), n)| ErrorEvents {
-                        account: account.clone(),
-                        region: region.clone(),
-                        error_code: code.clone(),
-                        count: *n,
-                    })
-                    .collect();
-                list.sort_by_key(|e| std::cmp::Reverse(e.count));
-                list
-            });
-            let wrong_account_calls = evidence.as_ref().map(|e| {
-                let mut list: Vec<WrongAccountCalls> = e
-                    .wrong_account_calls
-                    .iter()
-                    .map(|(account, n)| WrongAccountCalls {
-                        account: account.clone(),
-                        count: *n,
-                    })
-                    .collect();
-                list.sort_by_key(|e| std::cmp::Reverse(e.count));
-                list
-            });
-            resources.push(ResourceReport {
-                group: r.gvk.group.clone(),
-                version: r.gvk.version.clone(),
-                kind: r.gvk.kind.clone(),
-                namespace: r.namespace.clone(),
-                name: r.name.clone(),
-                status_account: o.status_account.clone(),
-                expected_account: o.expected_account.clone(),
-                account_source: o.account_source,
-                account_drift: o.account_drift,
-                status_region: o.status_region.clone(),
-                expected_region: o.expected_region.clone(),
-                region_source: o.region_source,
-                region_drift: o.region_drift,
-                arn_account: o.arn_account.clone(),
-                problems: o.problems.iter().copied().collect(),
-                effect: o.effect,
-                region_effect: o.region_effect,
-                error_events,
-                wrong_account_calls,
-                remediation: v.remediation.to_vec(),
-                controller: o.controller.clone(),
-                runtime: o.runtime.to_string(),
-                runtime_name: o.runtime_name.map(|n| n.as_str()),
-                called_account: o.called_account.clone(),
-                role_arn: o.role_arn.clone(),
-                role_error: o.role_error.clone(),
-            });
+            let evidence =
+                trail.map(|t| t.evidence.resources.get(&v.index).unwrap_or(&no_evidence));
+            let r = &snapshot.resources[v.index];
+            resources.push(ResourceReport::of(r, v, evidence));
         }
         AuditReport {
             schema_version: SCHEMA_VERSION,
@@ -386,16 +422,7 @@ impl AuditReport {
             controllers: evaluation
                 .controllers
                 .iter()
-                .map(|c| ControllerReport {
-                    service: c.service.clone(),
-                    deployment: c.deployment.clone(),
-                    controller_version: c.version.clone(),
-                    runtime: c.runtime.to_string(),
-                    runtime_source: c.runtime_source,
-                    runtime_commit: c.runtime_commit,
-                    running: c.running(),
-                    problems: c.problems.clone(),
-                })
+                .map(ControllerReport::of)
                 .collect(),
             role_selectors: evaluation
                 .role_selectors
@@ -480,7 +507,7 @@ impl AuditReport {
                 let _ = writeln!(out, "**{line}**\n");
             }
             for (i, step) in r.remediation.iter().enumerate() {
-                let _ = writeln!(out, "{}. {}", i + 1, md_commands(step));
+                let _ = writeln!(out, "{}. {}", i + 1, md_step(step));
             }
         }
         if let Some(t) = &self.cloudtrail {
@@ -738,13 +765,14 @@ fn md_escape(s: &str) -> String {
     s.replace('|', "\\|")
 }
 
-/// Puts the command after "...: " in backticks so it pastes cleanly from a ticket.
-fn md_commands(step: &str) -> String {
-    for prefix in ["kubectl ", "aws "] {
-        if let Some(i) = step.find(&format!(": {prefix}")) {
-            let (text, cmd) = step.split_at(i + 2);
-            return format!("{text}`{cmd}`");
-        }
+/// A step for a ticket: its command in backticks, so it pastes cleanly (what it prints after).
+pub(crate) fn md_step(step: &Step) -> String {
+    let Some(c) = &step.command else {
+        return step.explain.clone();
+    };
+    let mut out = format!("{}: `{}`", step.explain, c.line());
+    if let Some(p) = c.prints() {
+        out.push_str(&format!(" prints {p}"));
     }
-    step.to_string()
+    out
 }

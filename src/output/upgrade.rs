@@ -105,7 +105,7 @@ impl Preview {
         for r in self.resources.iter().filter(|r| !r.remediation.is_empty()) {
             let _ = writeln!(out, "\n### `{}`\n", key(r));
             for (i, step) in r.remediation.iter().enumerate() {
-                let _ = writeln!(out, "{}. {step}", i + 1);
+                let _ = writeln!(out, "{}. {}", i + 1, super::audit::md_step(step));
             }
         }
         out
