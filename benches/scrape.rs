@@ -79,7 +79,7 @@ fn write_dump(dir: &Path, n: usize) {
             "metadata": {"name": format!("ack-{svc}-controller"), "namespace": "ack-system"},
             "spec": {"template": {"spec": {"serviceAccountName": format!("ack-{svc}"), "containers": [{
                 "name": "controller", "image": format!("public.ecr.aws/aws-controllers-k8s/{svc}-controller:1.0.0"),
-                "args": ["--aws-region", "eu-west-2", "--enable-carm=true"]}]}}}}));
+                "args": ["--aws-region", "eu-west-2"]}]}}}}));
     }
     std::fs::write(
         dir.join("cluster.json"),

@@ -227,8 +227,11 @@ pub const RESOURCE_WRONG_ACCOUNT_CALLS: ResourceFamily = ResourceFamily {
     ),
     decided_by: DecidedBy::Resource,
     generate: |input, _, out| {
+        let Some(evidence) = input.evidence else {
+            return;
+        };
         let expected = or_empty(&input.ownership.expected_account);
-        for (account, n) in input.evidence.iter().flat_map(|e| &e.wrong_account_calls) {
+        for (account, n) in &evidence.wrong_account_calls {
             let labels = [account.clone(), expected.clone()];
             tail(out, &RESOURCE_WRONG_ACCOUNT_CALLS.family, &labels, n);
         }
@@ -281,6 +284,18 @@ const SLOTS: [usize; RESOURCE_FAMILIES.len()] = {
         i += 1;
     }
     slots
+};
+
+/// Who decides family `i` and its slot, in one static the scrape reads per resource and
+/// family (a `const` array indexed at run time may be copied at each use).
+static PLACES: [(DecidedBy, usize); RESOURCE_FAMILIES.len()] = {
+    let mut places = [(DecidedBy::Verdict, 0); RESOURCE_FAMILIES.len()];
+    let mut i = 0;
+    while i < RESOURCE_FAMILIES.len() {
+        places[i] = (RESOURCE_FAMILIES[i].decided_by, SLOTS[i]);
+        i += 1;
+    }
+    places
 };
 
 /// Everything a resource's lines depend on.
@@ -395,9 +410,9 @@ impl RenderedResource {
 
     /// Tails of family `i` of [`RESOURCE_FAMILIES`]: `,label="value"...} value\n` per series.
     pub(super) fn tails(&self, i: usize) -> &str {
-        match RESOURCE_FAMILIES[i].decided_by {
-            DecidedBy::Verdict => self.verdict.part(SLOTS[i]),
-            DecidedBy::Resource => self.own.part(SLOTS[i]),
+        match PLACES[i] {
+            (DecidedBy::Verdict, slot) => self.verdict.part(slot),
+            (DecidedBy::Resource, slot) => self.own.part(slot),
         }
     }
 }
