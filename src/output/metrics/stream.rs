@@ -3,8 +3,11 @@
 
 use std::sync::Arc;
 
-use super::resource::{RESOURCE_FAMILIES, RenderedResource};
+use super::resource::{RESOURCE_FAMILIES, RenderedResource, ResourceFamily};
 use crate::exposition::{Family, Format};
+
+/// The per-resource families in one static: the scrape reads it once per resource and family.
+static FAMILIES: [&ResourceFamily; RESOURCE_FAMILIES.len()] = RESOURCE_FAMILIES;
 
 /// A resource's rendered sample lines, shared by the cache and the published exposition.
 type Chunks = Arc<RenderedResource>;
@@ -40,16 +43,14 @@ impl Exposition {
         target: usize,
     ) -> bool {
         while out.len() < target {
-            if cursor.family < RESOURCE_FAMILIES.len() {
+            if cursor.family < FAMILIES.len() {
                 if cursor.resource == 0 && !cursor.header_done {
-                    RESOURCE_FAMILIES[cursor.family]
-                        .family
-                        .write_header(format, out);
+                    FAMILIES[cursor.family].family.write_header(format, out);
                     cursor.header_done = true;
                 }
                 match self.resources.get(cursor.resource) {
                     Some(r) => {
-                        let name = RESOURCE_FAMILIES[cursor.family].family.name;
+                        let name = FAMILIES[cursor.family].family.name;
                         let prefix = r.prefix();
                         for line in r.tails(cursor.family).split_inclusive('\n') {
                             out.push_str(name);
@@ -83,12 +84,12 @@ impl Exposition {
             .resources
             .iter()
             .map(|r| {
-                (0..RESOURCE_FAMILIES.len())
+                (0..FAMILIES.len())
                     .map(|i| {
                         let l = r.tails(i);
                         l.len()
                             + l.matches('\n').count()
-                                * (RESOURCE_FAMILIES[i].family.name.len() + 1 + r.prefix().len())
+                                * (FAMILIES[i].family.name.len() + 1 + r.prefix().len())
                     })
                     .sum::<usize>()
             })
