@@ -93,6 +93,84 @@ pub struct CloudTrailConfig {
     /// `SecurityGroup.ec2.services.k8s.aws`), replacing the default rules for that kind.
     #[serde(default)]
     pub identifiers: BTreeMap<String, IdentifierRule>,
+    /// The organisation trail's notifications (README "Reading an organisation trail").
+    pub sqs: Option<QueueConfig>,
+    /// The organisation trail's bucket, read back over the window at start.
+    pub s3: Option<BucketConfig>,
+}
+
+/// `cloudtrail.sqs`: the queue the trail's notifications arrive on.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    pub queue_url: String,
+    #[serde(default)]
+    pub format: QueueFormat,
+    pub role_arn: Option<String>,
+    /// Default: the region in the queue URL, else the SDK's.
+    pub region: Option<String>,
+    /// Also read `CloudTrail-Insight/` deliveries the queue announces.
+    #[serde(default)]
+    pub insight_events: bool,
+}
+
+/// What a queue message holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueFormat {
+    /// S3 event notifications of new trail objects (direct, through SNS, or EventBridge
+    /// "Object Created").
+    #[default]
+    S3Notification,
+    /// EventBridge "AWS API Call via CloudTrail" events, the record in `detail`.
+    Eventbridge,
+}
+
+/// `cloudtrail.s3`: where the trail writes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketConfig {
+    pub bucket: String,
+    /// The trail's key prefix, before `AWSLogs/`.
+    #[serde(default)]
+    pub prefix: String,
+    #[serde(default)]
+    pub accounts: Folders,
+    #[serde(default)]
+    pub regions: Folders,
+    pub role_arn: Option<String>,
+    /// Default: the SDK's region.
+    pub region: Option<String>,
+    /// Path-style addressing, for S3-compatible endpoints.
+    #[serde(default)]
+    pub path_style: bool,
+    /// Also read `CloudTrail-Insight/` folders.
+    #[serde(default)]
+    pub insight_events: bool,
+}
+
+/// `auto` (every folder found under the prefix) or a list.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Folders {
+    Keyword(Auto),
+    List(Vec<String>),
+}
+
+impl Default for Folders {
+    fn default() -> Self {
+        Folders::Keyword(Auto::Auto)
+    }
+}
+
+impl Folders {
+    /// Whether a folder found under the prefix is read.
+    pub fn admits(&self, name: &str) -> bool {
+        match self {
+            Folders::Keyword(Auto::Auto) => true,
+            Folders::List(l) => l.iter().any(|n| n == name),
+        }
+    }
 }
 
 /// Which top-level fields of a CR identify it in CloudTrail requests.
@@ -126,6 +204,8 @@ impl Default for CloudTrailConfig {
             delivery_allowance: d15m(),
             requests_per_second: two(),
             identifiers: BTreeMap::new(),
+            sqs: None,
+            s3: None,
         }
     }
 }
@@ -340,6 +420,37 @@ impl Config {
         }
         if self.cloudtrail.window.is_some_and(|w| w.is_zero()) {
             return Err("cloudtrail.window must be longer than 0s".to_string());
+        }
+        self.validate_org_trail()
+    }
+
+    fn validate_org_trail(&self) -> Result<(), String> {
+        let c = &self.cloudtrail;
+        if c.sqs.is_some() && c.accounts.is_some() {
+            return Err("cloudtrail.sqs and cloudtrail.accounts read the same events two ways: keep one (the organisation trail through SQS, or LookupEvents per account)".to_string());
+        }
+        if let Some(q) = &c.sqs
+            && !(q.queue_url.starts_with("https://") || q.queue_url.starts_with("http://"))
+        {
+            return Err(format!(
+                "cloudtrail.sqs.queue_url {:?}: write the queue's URL (https://sqs.<region>.amazonaws.com/<account>/<name>)",
+                q.queue_url
+            ));
+        }
+        if let Some(b) = &c.s3 {
+            if b.bucket.is_empty() || b.bucket.contains('/') {
+                return Err(format!(
+                    "cloudtrail.s3.bucket {:?}: write the bucket's name (the key prefix goes in cloudtrail.s3.prefix)",
+                    b.bucket
+                ));
+            }
+            if let Folders::List(l) = &b.accounts
+                && let Some(bad) = l.iter().find(|a| !is_account_id(a))
+            {
+                return Err(format!(
+                    "cloudtrail.s3.accounts: {bad:?} is not a 12-digit AWS account id (quote it)"
+                ));
+            }
         }
         Ok(())
     }

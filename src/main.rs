@@ -5,13 +5,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use ack_drift_exporter::config::{Config, parse_duration};
+use ack_drift_exporter::config::{Config, Folders, parse_duration};
 use ack_drift_exporter::evaluate;
 use ack_drift_exporter::model::ClusterSnapshot;
+use ack_drift_exporter::model::account::is_account_id;
 use ack_drift_exporter::model::time::parse_rfc3339;
 use ack_drift_exporter::output::audit::AuditReport;
 use ack_drift_exporter::output::controllers;
-use ack_drift_exporter::source::kube_dir;
+use ack_drift_exporter::source::{kube_dir, s3_trail};
 use ack_drift_exporter::{demo, offline, serve as exporter};
 
 /// Exit code for usage and config errors (clap uses 2 as well).
@@ -102,6 +103,22 @@ struct AuditArgs {
     /// saved `aws cloudtrail lookup-events` output), read recursively.
     #[arg(long, value_name = "DIR")]
     cloudtrail_dir: Option<PathBuf>,
+    /// An organisation (or account) trail's bucket, `s3://bucket/prefix` (the prefix before
+    /// AWSLogs/): the deliveries of --from..--to are read straight from S3.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["cloudtrail_dir", "demo"], requires = "from")]
+    cloudtrail_s3: Option<String>,
+    /// Start of the time range read from --cloudtrail-s3 (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = parse_time, requires = "cloudtrail_s3")]
+    from: Option<i64>,
+    /// End of that range (RFC 3339, not included); default: now.
+    #[arg(long, value_name = "TIME", value_parser = parse_time, requires = "cloudtrail_s3")]
+    to: Option<i64>,
+    /// Read only this account's folders of --cloudtrail-s3 (repeatable).
+    #[arg(long = "account", value_name = "ACCOUNT", requires = "cloudtrail_s3")]
+    accounts: Vec<String>,
+    /// Read only this region's folders of --cloudtrail-s3 (repeatable).
+    #[arg(long = "region", value_name = "REGION", requires = "cloudtrail_s3")]
+    regions: Vec<String>,
     /// Count per-resource evidence only over this much time before the window's end
     /// (e.g. 1h, 90m); default: the whole input (or `cloudtrail.window` from the config).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -308,6 +325,10 @@ fn audit(args: AuditArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let bucket_query = match bucket_query(&args, &config) {
+        Ok(q) => q,
+        Err(e) => return e.exit(),
+    };
     let live_snapshot;
     let (cluster, trail) = if args.demo {
         (
@@ -320,7 +341,7 @@ fn audit(args: AuditArgs) -> ExitCode {
             None => {
                 live_snapshot = match list_live_cluster(
                     args.kube.options(&config),
-                    args.cloudtrail_dir.is_some(),
+                    args.cloudtrail_dir.is_some() || bucket_query.is_some(),
                 ) {
                     Ok(s) => s,
                     Err(e) => return e.exit(),
@@ -328,10 +349,12 @@ fn audit(args: AuditArgs) -> ExitCode {
                 offline::Input::Snapshot(&live_snapshot)
             }
         };
-        (
-            cluster,
-            args.cloudtrail_dir.as_deref().map(offline::Input::Dir),
-        )
+        let trail = match (&args.cloudtrail_dir, &bucket_query) {
+            (Some(dir), _) => Some(offline::Input::Dir(dir)),
+            (None, Some(q)) => Some(offline::Input::Bucket(q)),
+            (None, None) => None,
+        };
+        (cluster, trail)
     };
     let window = offline::Window {
         length: args.window.or(config.cloudtrail.window),
@@ -339,6 +362,10 @@ fn audit(args: AuditArgs) -> ExitCode {
     };
     let loaded = match offline::load(cluster, trail, &config, window) {
         Ok(l) => l,
+        // The bucket could not be listed: AWS, not the command line.
+        Err(e @ offline::ReadError::CloudtrailS3 { .. }) => {
+            return CliError::Runtime(e.to_string()).exit();
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_USAGE);
@@ -366,6 +393,58 @@ fn audit(args: AuditArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// What `--cloudtrail-s3` asks for; the bucket's role, region and addressing come from
+/// `cloudtrail.s3` in the config when it has one.
+fn bucket_query(
+    args: &AuditArgs,
+    config: &Config,
+) -> Result<Option<s3_trail::RangeQuery>, CliError> {
+    let (Some(url), Some(from)) = (&args.cloudtrail_s3, args.from) else {
+        return Ok(None);
+    };
+    let (bucket, prefix) = s3_trail::parse_url(url).map_err(CliError::Usage)?;
+    if let Some(bad) = args.accounts.iter().find(|a| !is_account_id(a)) {
+        return Err(CliError::Usage(format!(
+            "--account {bad:?}: not a 12-digit AWS account id"
+        )));
+    }
+    let to = args.to.unwrap_or_else(epoch_now);
+    if to <= from {
+        return Err(CliError::Usage("--to must be after --from".into()));
+    }
+    let folders = |l: &[String]| {
+        if l.is_empty() {
+            Folders::default()
+        } else {
+            Folders::List(l.to_vec())
+        }
+    };
+    let configured = config.cloudtrail.s3.as_ref();
+    Ok(Some(s3_trail::RangeQuery {
+        settings: s3_trail::BucketSettings {
+            bucket,
+            prefix,
+            role_arn: configured.and_then(|b| b.role_arn.clone()),
+            region: configured.and_then(|b| b.region.clone()),
+            path_style: configured.is_some_and(|b| b.path_style),
+        },
+        scope: s3_trail::Scope {
+            accounts: folders(&args.accounts),
+            regions: folders(&args.regions),
+            insight_events: configured.is_some_and(|b| b.insight_events),
+        },
+        from,
+        to,
+        allowance: config.cloudtrail.delivery_allowance.as_secs() as i64,
+    }))
+}
+
+fn epoch_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Lists a live cluster once (every watch's first full list) and returns its snapshot.

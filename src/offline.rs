@@ -8,6 +8,8 @@ use crate::config::Config;
 use crate::evaluate::cloudtrail::{self, TrailEvidence, TrailView};
 use crate::evaluate::{self, Evaluation};
 use crate::model::{ClusterSnapshot, ParseError};
+use crate::source::aws::RequestError;
+use crate::source::s3_trail::{self, RangeQuery};
 use crate::source::{kube_dir, trail_dir};
 use crate::state::trail::TrailTally;
 
@@ -19,6 +21,8 @@ pub enum Input<'a> {
     Embedded(&'a [(&'static str, &'static [u8])]),
     /// A snapshot already taken (of a live cluster); only meaningful for the cluster side.
     Snapshot(&'a ClusterSnapshot),
+    /// A time range of an organisation trail's bucket; only meaningful for the trail side.
+    Bucket(&'a RangeQuery),
 }
 
 /// What the trail input gave.
@@ -69,8 +73,16 @@ pub enum ReadError {
         dir: PathBuf,
         source: std::io::Error,
     },
+    #[error("--cloudtrail-s3 s3://{bucket}/{prefix}: {source}")]
+    CloudtrailS3 {
+        bucket: String,
+        prefix: String,
+        source: RequestError,
+    },
     #[error("a cluster snapshot is no trail input")]
     NotATrail,
+    #[error("a bucket is no cluster input")]
+    NotACluster,
 }
 
 pub fn read_cluster(input: Input) -> Result<ClusterSnapshot, ReadError> {
@@ -88,6 +100,7 @@ pub fn read_cluster(input: Input) -> Result<ClusterSnapshot, ReadError> {
             Ok(s)
         }
         Input::Snapshot(s) => Ok(s.clone()),
+        Input::Bucket(_) => Err(ReadError::NotACluster),
     }
 }
 
@@ -116,6 +129,15 @@ pub fn read_trail(
             Ok((files.len(), errors))
         }
         Input::Snapshot(_) => Err(ReadError::NotATrail),
+        Input::Bucket(query) => s3_trail::read_range(query, &mut |r| {
+            tally.ingest(r);
+        })
+        .map(|r| (r.objects, r.errors))
+        .map_err(|source| ReadError::CloudtrailS3 {
+            bucket: query.settings.bucket.clone(),
+            prefix: query.settings.prefix.clone(),
+            source,
+        }),
     }
 }
 

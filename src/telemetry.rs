@@ -85,6 +85,70 @@ family!(
     true
 );
 family!(
+    EXPORTER_SQS_RECEIVED,
+    "ack_drift_exporter_sqs_messages_received_total",
+    Counter,
+    "Messages received from the organisation trail's queue (redeliveries included).",
+    [],
+    true
+);
+family!(
+    EXPORTER_SQS_DELETED,
+    "ack_drift_exporter_sqs_messages_deleted_total",
+    Counter,
+    "Queue messages deleted after everything they announce was in the store.",
+    [],
+    true
+);
+family!(
+    EXPORTER_SQS_LAG,
+    "ack_drift_exporter_sqs_lag_seconds",
+    Gauge,
+    "Age of the oldest message in the last receive from the organisation trail's queue (from SentTimestamp); 0 when the queue was empty.",
+    [],
+    true
+);
+family!(
+    EXPORTER_S3_OBJECTS,
+    "ack_drift_exporter_s3_objects_read_total",
+    Counter,
+    "Trail objects read from S3 (backfill and notifications).",
+    [],
+    true
+);
+family!(
+    EXPORTER_S3_BYTES,
+    "ack_drift_exporter_s3_bytes_read_total",
+    Counter,
+    "Bytes of trail objects read from S3, as stored (compressed).",
+    [],
+    true
+);
+family!(
+    EXPORTER_BAD_MESSAGES,
+    "ack_drift_exporter_cloudtrail_bad_messages_total",
+    Counter,
+    "Queue messages that could not be used, by reason (not_json, unrecognised, other_detail_type, missing_object, broken_object); only other_detail_type is deleted.",
+    ["reason"],
+    true
+);
+family!(
+    EXPORTER_AWS_REQUESTS,
+    "ack_drift_exporter_aws_requests_total",
+    Counter,
+    "Requests sent to S3 and SQS for the organisation trail, by service and operation.",
+    ["service", "operation"],
+    true
+);
+family!(
+    EXPORTER_AWS_REQUEST_ERRORS,
+    "ack_drift_exporter_aws_request_errors_total",
+    Counter,
+    "Failed S3 and SQS requests, by service, operation and error code.",
+    ["service", "operation", "code"],
+    true
+);
+family!(
     EXPORTER_DUPLICATES,
     "ack_drift_exporter_cloudtrail_duplicate_events_total",
     Counter,
@@ -108,6 +172,37 @@ family!(
 
 pub type Labels = Vec<(String, String)>;
 
+/// The organisation trail's health: its queue, its bucket and the requests to both.
+#[derive(Default)]
+pub struct OrgTrailTelemetry {
+    pub received: Counter,
+    pub deleted: Counter,
+    pub lag: Gauge<f64, AtomicU64>,
+    pub objects: Counter,
+    pub bytes: Counter,
+    pub bad_messages: Family<Labels, Counter>,
+    pub requests: Family<Labels, Counter>,
+    pub request_errors: Family<Labels, Counter>,
+}
+
+impl OrgTrailTelemetry {
+    /// One request sent; `code` when it failed.
+    pub fn request(&self, service: &str, operation: &str, code: Option<&str>) {
+        self.requests
+            .get_or_create(&labels(&[("service", service), ("operation", operation)]))
+            .inc();
+        if let Some(code) = code {
+            self.request_errors
+                .get_or_create(&labels(&[
+                    ("service", service),
+                    ("operation", operation),
+                    ("code", code),
+                ]))
+                .inc();
+        }
+    }
+}
+
 /// Health metrics shared by sources (which count) and the web output (which encodes).
 pub struct Telemetry {
     registry: Registry,
@@ -124,6 +219,7 @@ pub struct Telemetry {
     pub cloudtrail_last_success: Family<Labels, Gauge<f64, AtomicU64>>,
     pub cloudtrail_lag: Family<Labels, Gauge<f64, AtomicU64>>,
     pub cloudtrail_up: Family<Labels, Gauge>,
+    pub org_trail: OrgTrailTelemetry,
     /// The (group, kind) series of `kube_objects` currently published.
     kube_kinds: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
 }
@@ -160,6 +256,7 @@ impl Telemetry {
             cloudtrail_last_success: Family::default(),
             cloudtrail_lag: Family::default(),
             cloudtrail_up: Family::default(),
+            org_trail: OrgTrailTelemetry::default(),
             kube_kinds: Default::default(),
             registry,
         };
@@ -248,6 +345,20 @@ impl Telemetry {
             &EXPORTER_CLOUDTRAIL_UP,
             self.cloudtrail_up.clone(),
         );
+    }
+
+    /// Adds the families only the organisation trail's queue and bucket feed.
+    pub fn enable_org_trail(&mut self) {
+        let o = &self.org_trail;
+        let r = &mut self.registry;
+        register(r, &EXPORTER_SQS_RECEIVED, o.received.clone());
+        register(r, &EXPORTER_SQS_DELETED, o.deleted.clone());
+        register(r, &EXPORTER_SQS_LAG, o.lag.clone());
+        register(r, &EXPORTER_S3_OBJECTS, o.objects.clone());
+        register(r, &EXPORTER_S3_BYTES, o.bytes.clone());
+        register(r, &EXPORTER_BAD_MESSAGES, o.bad_messages.clone());
+        register(r, &EXPORTER_AWS_REQUESTS, o.requests.clone());
+        register(r, &EXPORTER_AWS_REQUEST_ERRORS, o.request_errors.clone());
     }
 
     /// Appends the health families; OpenMetrics output ends with `# EOF`.

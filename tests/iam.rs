@@ -59,7 +59,7 @@ fn the_exporter_may_only_assume_the_reader_role_and_the_reader_only_trusts_it() 
         );
         assert_eq!(
             s["Condition"]["StringEquals"]["sts:RoleSessionName"],
-            ack_drift_exporter::source::lookup_events::SESSION_NAME
+            ack_drift_exporter::source::aws::SESSION_NAME
         );
     }
 }

@@ -154,7 +154,7 @@ fn publish_snapshot(
     let plan = trail.publish(state, &snapshot, &evaluation, config, &mut caches.renders);
     release_freed_memory();
     cluster.record_health(state, &snapshot);
-    if cluster.is_ready() && !state.ready.swap(true, Ordering::AcqRel) {
+    if cluster.is_ready() && trail.is_ready() && !state.ready.swap(true, Ordering::AcqRel) {
         info!(
             resources = snapshot.resources.len(),
             "first full sync published; ready"

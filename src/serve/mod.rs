@@ -5,6 +5,7 @@
 mod cluster_side;
 mod continuous;
 mod once;
+mod org_trail;
 mod pipeline;
 mod publish;
 mod server;

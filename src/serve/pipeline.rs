@@ -68,14 +68,27 @@ pub(super) enum TrailInput {
     Live {
         files: Option<PathBuf>,
     },
+    /// The organisation trail's queue (`cloudtrail.sqs`), after the trail files and the
+    /// bucket's backfill.
+    Queue {
+        files: Option<PathBuf>,
+    },
 }
 
 impl Pipeline {
     /// Checks what the flags name (folders readable, a Kubernetes configuration found) before
     /// anything listens.
     pub(super) async fn prepare(sources: Sources, config: &Config) -> Result<Self, ServeError> {
-        let live_cloudtrail = config.cloudtrail.accounts.is_some();
+        let c = &config.cloudtrail;
+        if c.s3.is_some() && c.sqs.is_none() {
+            return Err(ServeError::Usage(
+                "cloudtrail.s3 is read back at start for cloudtrail.sqs: set cloudtrail.sqs too (or drop cloudtrail.s3; audit reads a bucket with --cloudtrail-s3)".to_string(),
+            ));
+        }
+        let live_cloudtrail = c.accounts.is_some() || c.sqs.is_some();
+        let queue = c.sqs.is_some();
         let trail = |files: Option<PathBuf>| match (live_cloudtrail, files) {
+            (true, files) if queue => TrailInput::Queue { files },
             (true, files) => TrailInput::Live { files },
             (false, Some(dir)) => TrailInput::Files(dir),
             (false, None) => TrailInput::Off,
@@ -123,8 +136,10 @@ impl Pipeline {
             if matches!(cluster, ClusterInput::Watch { .. }) {
                 telemetry.enable_live_kube();
             }
-            if matches!(trail, TrailInput::Live { .. }) {
-                telemetry.enable_live_cloudtrail();
+            match trail {
+                TrailInput::Live { .. } => telemetry.enable_live_cloudtrail(),
+                TrailInput::Queue { .. } => telemetry.enable_org_trail(),
+                TrailInput::Off | TrailInput::Files(_) => {}
             }
         }
     }

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::{info, warn};
 
@@ -18,7 +19,7 @@ use crate::model::trail::LookupPlan;
 use crate::model::{ClusterSnapshot, ParseError};
 use crate::offline::{self, Input};
 use crate::output::metrics::ResourceCache;
-use crate::source::lookup_events::{self, Poller, Timing};
+use crate::source::lookup_events::{Poller, Timing};
 use crate::state::trail::{TrailStore, TrailTally};
 use crate::telemetry::label;
 
@@ -36,6 +37,12 @@ pub(super) enum TrailSide {
     Live {
         store: Arc<TrailStore>,
         files: usize,
+    },
+    /// The organisation trail: the bucket's backfill, then its queue, into one store.
+    Queue {
+        store: Arc<TrailStore>,
+        files: usize,
+        backfilled: Arc<AtomicBool>,
     },
 }
 
@@ -83,6 +90,22 @@ impl TrailSide {
                 let (side, poller) = live(state, config, read).await;
                 (side, Some(poller))
             }
+            TrailInput::Queue { files } => {
+                let read = match files {
+                    Some(dir) => read_files(state, dir).await,
+                    None => None,
+                };
+                (queue(state, config, read), None)
+            }
+        }
+    }
+
+    /// Whether the side has read what it must before `/readyz` says ready: the bucket's
+    /// backfill for the organisation trail; nothing for the others.
+    pub(super) fn is_ready(&self) -> bool {
+        match self {
+            TrailSide::Queue { backfilled, .. } => backfilled.load(Ordering::Acquire),
+            TrailSide::Off | TrailSide::Files { .. } | TrailSide::Live { .. } => true,
         }
     }
 
@@ -119,14 +142,18 @@ impl TrailSide {
                 publish_live(state, store, *files, snapshot, evaluation, config, renders);
                 lookup_plan::plan(snapshot, evaluation, &config.cloudtrail)
             }
+            TrailSide::Queue { store, files, .. } => {
+                publish_live(state, store, *files, snapshot, evaluation, config, renders);
+                None
+            }
         }
     }
 
     /// The store the pollers fill, whose `changed` wakes the publisher.
     pub(super) fn store(&self) -> Option<Arc<TrailStore>> {
         match self {
-            TrailSide::Live { store, .. } => Some(store.clone()),
-            _ => None,
+            TrailSide::Live { store, .. } | TrailSide::Queue { store, .. } => Some(store.clone()),
+            TrailSide::Off | TrailSide::Files { .. } => None,
         }
     }
 }
@@ -207,13 +234,7 @@ async fn live(
     config: &Config,
     read: Option<FilesRead>,
 ) -> (TrailSide, Poller) {
-    let store = Arc::new(TrailStore::default());
-    let mut files = 0;
-    if let Some(read) = read {
-        *store.lock() = read.tally;
-        store.set_errors(read.errors);
-        files = read.files;
-    }
+    let (store, files) = seeded(read);
     let c = &config.cloudtrail;
     let timing = Timing {
         poll_interval: c.poll_interval,
@@ -227,10 +248,38 @@ async fn live(
         );
     }
     let poller = Poller::new(
-        lookup_events::base_config().await,
+        crate::source::aws::base_config().await,
         store.clone(),
         state.telemetry.clone(),
         timing,
     );
     (TrailSide::Live { store, files }, poller)
+}
+
+/// A store holding the trail files read at start, and how many files that was.
+fn seeded(read: Option<FilesRead>) -> (Arc<TrailStore>, usize) {
+    let store = Arc::new(TrailStore::default());
+    let Some(read) = read else {
+        return (store, 0);
+    };
+    *store.lock() = read.tally;
+    store.set_errors(read.errors);
+    (store, read.files)
+}
+
+/// The organisation trail's side: its reader runs in the background from here on.
+fn queue(state: &Arc<AppState>, config: &Config, read: Option<FilesRead>) -> TrailSide {
+    let (store, files) = seeded(read);
+    let backfilled = Arc::new(AtomicBool::new(false));
+    tokio::spawn(super::org_trail::run(
+        state.telemetry.clone(),
+        config.cloudtrail.clone(),
+        store.clone(),
+        backfilled.clone(),
+    ));
+    TrailSide::Queue {
+        store,
+        files,
+        backfilled,
+    }
 }

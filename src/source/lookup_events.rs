@@ -16,10 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
-use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
 use aws_credential_types::provider::SharedCredentialsProvider;
-use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_cloudtrail::Client;
 use aws_sdk_cloudtrail::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudtrail::types::{LookupAttribute, LookupAttributeKey};
@@ -28,14 +26,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::aws::{self, ErrorClass, error_text};
 use crate::model::ParseError;
 use crate::model::trail::{LookupPlan, parse_record};
 use crate::state::trail::TrailStore;
 use crate::telemetry::{Telemetry, label, labels};
 
-/// The session name every assumed role carries, so CloudTrail in the read accounts shows
-/// who is reading.
-pub const SESSION_NAME: &str = "ack-drift-exporter";
 const API: &str = "LookupEvents";
 /// LookupEvents' page size ceiling.
 const PAGE: i32 = 50;
@@ -138,48 +134,18 @@ enum Failure {
     Postponed,
 }
 
-/// The bounded error code for the metric label, and what to do about it.
+/// The bounded error code for the metric label, and what the poller does about it.
 fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     e: &SdkError<E, aws_sdk_cloudtrail::config::http::HttpResponse>,
 ) -> (String, Failure) {
-    // Credentials come first: a refused AssumeRole surfaces as a dispatch failure.
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if s.downcast_ref::<CredentialsError>().is_some() {
-            return ("AssumeRoleFailed".into(), Failure::AccountDown);
-        }
-        source = s.source();
-    }
-    match e {
-        SdkError::TimeoutError(_) => ("Timeout".into(), Failure::Transient),
-        SdkError::DispatchFailure(d) if d.is_timeout() => ("Timeout".into(), Failure::Transient),
-        SdkError::DispatchFailure(_) => ("ConnectionError".into(), Failure::Transient),
-        SdkError::ResponseError(r) => {
-            let status = r.raw().status().as_u16();
-            (format!("HTTP{status}"), Failure::Transient)
-        }
-        SdkError::ServiceError(s) => {
-            let status = s.raw().status().as_u16();
-            let code = s.err().code().map(str::to_string);
-            let failure = match code.as_deref() {
-                Some("ThrottlingException" | "Throttling" | "TooManyRequestsException") => {
-                    Failure::Throttled
-                }
-                Some(
-                    "AccessDeniedException"
-                    | "AccessDenied"
-                    | "UnrecognizedClientException"
-                    | "InvalidClientTokenId"
-                    | "ExpiredTokenException"
-                    | "OptInRequired",
-                ) => Failure::AccountDown,
-                _ if status >= 500 => Failure::Transient,
-                _ => Failure::Other,
-            };
-            (code.unwrap_or_else(|| format!("HTTP{status}")), failure)
-        }
-        _ => ("ConstructionFailure".into(), Failure::Other),
-    }
+    let (code, class) = aws::classify(e);
+    let failure = match class {
+        ErrorClass::Throttled => Failure::Throttled,
+        ErrorClass::Transient => Failure::Transient,
+        ErrorClass::Denied => Failure::AccountDown,
+        ErrorClass::Other => Failure::Other,
+    };
+    (code, failure)
 }
 
 /// Where one (account, region, event source) stream stands, in epoch seconds.
@@ -473,16 +439,7 @@ impl AccountRegion {
             }
         }
         let t = &self.ctx.telemetry;
-        let mut duplicates = 0;
-        {
-            let mut tally = self.ctx.store.lock();
-            for r in records {
-                if !tally.ingest(r) {
-                    duplicates += 1;
-                }
-            }
-        }
-        t.duplicates.inc_by(duplicates);
+        t.duplicates.inc_by(self.ctx.store.ingest_all(records));
         if !problems.is_empty() {
             t.parse_errors
                 .get_or_create(&label("source", "lookup_events"))
@@ -494,26 +451,6 @@ impl AccountRegion {
         }
         self.ctx.store.changed.notify_one();
     }
-}
-
-/// The error and its causes in one line.
-fn error_text(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
-/// The SDK's standard configuration: credential chain (IRSA, Pod Identity, env, profile),
-/// region, and `AWS_ENDPOINT_URL*` endpoints from the environment.
-pub async fn base_config() -> SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await
 }
 
 /// Starts and stops (account, region) pollers as the plan changes.
@@ -670,13 +607,8 @@ impl Poller {
         {
             return Some(c.clone());
         }
-        let mut builder = AssumeRoleProvider::builder(role_arn).session_name(SESSION_NAME);
-        if self.base.region().is_none() {
-            // STS needs a region; the account's first one serves when none is configured.
-            builder = builder.region(aws_sdk_cloudtrail::config::Region::new(region.to_string()));
-        }
-        let provider = builder.configure(&self.base).build().await;
-        let shared = SharedCredentialsProvider::new(provider);
+        // STS needs a region; the account's first one serves when none is configured.
+        let shared = aws::assume_role(&self.base, role_arn, Some(region)).await;
         self.credentials.insert(
             account.to_string(),
             (Some(role_arn.to_string()), shared.clone()),

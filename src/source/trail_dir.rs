@@ -383,14 +383,15 @@ impl<'de> Visitor<'de> for RecordsSeed<'_> {
 }
 
 /// Progress on stderr, only when it is a terminal, at most a few times a second.
-struct Progress {
+/// Progress on stderr while a terminal watches (files or objects, and records).
+pub(crate) struct Progress {
     enabled: bool,
     total: usize,
     last: Instant,
 }
 
 impl Progress {
-    fn new(total: usize) -> Self {
+    pub(crate) fn new(total: usize) -> Self {
         Progress {
             enabled: std::io::stderr().is_terminal(),
             total,
@@ -398,7 +399,7 @@ impl Progress {
         }
     }
 
-    fn tick(&mut self, files: usize, records: u64) {
+    pub(crate) fn tick(&mut self, files: usize, records: u64) {
         if self.enabled && self.last.elapsed() > Duration::from_millis(250) {
             self.last = Instant::now();
             eprint!(
@@ -408,7 +409,7 @@ impl Progress {
         }
     }
 
-    fn done(&self, files: usize, records: u64) {
+    pub(crate) fn done(&self, files: usize, records: u64) {
         if self.enabled && self.total > 0 {
             eprintln!(
                 "\rread trail files: {files}/{} files, {records} records   ",

@@ -263,6 +263,14 @@ pub struct TrailStore {
 }
 
 impl TrailStore {
+    /// Folds records in under one lock; returns how many were already counted.
+    pub fn ingest_all(&self, records: impl IntoIterator<Item = TrailRecord>) -> u64 {
+        let mut tally = self.lock();
+        records
+            .into_iter()
+            .fold(0, |repeats, r| repeats + u64::from(!tally.ingest(r)))
+    }
+
     pub fn lock(&self) -> MutexGuard<'_, TrailTally> {
         self.tally.lock().unwrap_or_else(|p| p.into_inner())
     }

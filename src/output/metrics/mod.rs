@@ -23,7 +23,7 @@ pub use resource::{MAX_LABEL_VALUE_BYTES, ResourceInput, bounded};
 pub use stream::{Cursor, Exposition};
 
 /// Every family the exporter can serve, in exposition order.
-pub const ALL: [&Family; 30] = [
+pub const ALL: [&Family; 38] = [
     &RESOURCE_INFO.family,
     &RESOURCE_ACCOUNT_DRIFT.family,
     &RESOURCE_REGION_DRIFT.family,
@@ -51,6 +51,14 @@ pub const ALL: [&Family; 30] = [
     &telemetry::EXPORTER_CLOUDTRAIL_LAST_SUCCESS,
     &telemetry::EXPORTER_CLOUDTRAIL_LAG,
     &telemetry::EXPORTER_CLOUDTRAIL_UP,
+    &telemetry::EXPORTER_SQS_RECEIVED,
+    &telemetry::EXPORTER_SQS_DELETED,
+    &telemetry::EXPORTER_SQS_LAG,
+    &telemetry::EXPORTER_S3_OBJECTS,
+    &telemetry::EXPORTER_S3_BYTES,
+    &telemetry::EXPORTER_BAD_MESSAGES,
+    &telemetry::EXPORTER_AWS_REQUESTS,
+    &telemetry::EXPORTER_AWS_REQUEST_ERRORS,
     &telemetry::EXPORTER_DUPLICATES,
     &telemetry::EXPORTER_PARSE_ERRORS,
     &telemetry::EXPORTER_SCRAPE_DURATION,
