@@ -1,0 +1,500 @@
+//! An AWS Organizations CloudTrail trail in S3 (issue 17), generated with its ground truth
+//! (`support/org_trail.rs`), and moto in server mode as the S3 and SQS the exporter reads it
+//! from (`support/moto.rs`). The first tests check the harness itself: the real binary's
+//! offline audit of the generated deliveries gives the truth exactly, and the deliveries and
+//! their notifications land in moto as they would in AWS.
+
+mod common;
+#[path = "support/moto.rs"]
+mod moto;
+#[path = "support/org_trail.rs"]
+mod org_trail;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+use std::io::Read;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use moto::Moto;
+use org_trail::{Evidence, ObjectCreated, OrgSpec, OrgTrail, Truth};
+use serde_json::Value;
+
+const BUCKET: &str = "org-trail-logs";
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// 3 accounts × 2 regions, 20 000 records over the six hours before now.
+fn org_trail() -> OrgTrail {
+    OrgTrail::generate(OrgSpec::new(3, 2, 20_000, now(), 17))
+}
+
+/// Panics listing the keys on which `got` and `want` differ (the first 20).
+fn assert_same<K: Ord + Debug, V: PartialEq + Debug>(
+    what: &str,
+    got: &BTreeMap<K, V>,
+    want: &BTreeMap<K, V>,
+) {
+    let keys: BTreeSet<&K> = got.keys().chain(want.keys()).collect();
+    let diff: Vec<String> = keys
+        .into_iter()
+        .filter(|k| got.get(k) != want.get(k))
+        .map(|k| format!("  {k:?}: got {:?}, want {:?}", got.get(k), want.get(k)))
+        .collect();
+    assert!(
+        diff.is_empty(),
+        "{what}: {} keys differ from the ground truth:\n{}",
+        diff.len(),
+        diff[..diff.len().min(20)].join("\n")
+    );
+}
+
+fn text(v: &Value, k: &str) -> String {
+    v[k].as_str()
+        .unwrap_or_else(|| panic!("no string {k} in {v}"))
+        .to_string()
+}
+
+fn count(v: &Value) -> u64 {
+    v["count"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no count in {v}"))
+}
+
+/// The audit JSON's `cloudtrail` and per-resource figures, in the truth's shape (`events_by`
+/// stays empty: the audit gives only the total).
+fn truth_from_audit(audit: &Value) -> Truth {
+    let ct = &audit["cloudtrail"];
+    let list = |k: &str| {
+        ct[k]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {k}: {ct}"))
+            .iter()
+    };
+    Truth {
+        events: ct["events"].as_u64().expect("cloudtrail.events"),
+        events_by: BTreeMap::new(),
+        errors: list("errors")
+            .map(|e| {
+                let k = [
+                    "account",
+                    "region",
+                    "service",
+                    "event_name",
+                    "error_code",
+                    "ack_kind",
+                ]
+                .map(|f| text(e, f));
+                let [a, r, s, n, c, kind] = k;
+                ((a, r, s, n, c, kind), count(e))
+            })
+            .collect(),
+        resources: audit["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .map(|r| (common::resource_key(r), evidence_of(r)))
+            .collect(),
+        unattributed: list("unattributed_ack_events")
+            .map(|u| {
+                let k = ["account", "region", "ack_kind", "reason"].map(|f| text(u, f));
+                let [a, r, kind, reason] = k;
+                ((a, r, kind, reason), count(u))
+            })
+            .collect(),
+        cross_account: list("cross_account_calls")
+            .map(|c| {
+                let k = [
+                    "caller_account",
+                    "recipient_account",
+                    "service",
+                    "event_name",
+                    "signal",
+                ]
+                .map(|f| text(c, f));
+                let [caller, recipient, s, n, signal] = k;
+                let expected = c["expected"].as_bool().expect("expected");
+                ((caller, recipient, s, n, signal, expected), count(c))
+            })
+            .collect(),
+    }
+}
+
+fn evidence_of(r: &Value) -> Evidence {
+    let list = |k: &str| {
+        r[k].as_array()
+            .unwrap_or_else(|| panic!("{k} is not a list (no trail read?): {r}"))
+            .clone()
+    };
+    Evidence {
+        error_events: list("error_events")
+            .iter()
+            .map(|e| {
+                let key = (text(e, "account"), text(e, "region"), text(e, "error_code"));
+                (key, count(e))
+            })
+            .collect(),
+        wrong_account_calls: list("wrong_account_calls")
+            .iter()
+            .map(|c| (text(c, "account"), count(c)))
+            .collect(),
+    }
+}
+
+/// Every group is judged as the dump means it: its target account is the group's account.
+fn assert_targets(audit: &Value, trail: &OrgTrail) {
+    let expected: BTreeMap<String, String> = audit["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (common::resource_key(r), text(r, "expected_account")))
+        .collect();
+    let want: BTreeMap<String, String> = trail
+        .groups
+        .iter()
+        .map(|g| (g.key(), g.account.clone()))
+        .collect();
+    assert_same("expected_account per resource", &expected, &want);
+}
+
+#[test]
+fn the_audit_of_the_generated_deliveries_gives_the_ground_truth() {
+    let started = Instant::now();
+    let dir = common::scratch("org-trail-audit");
+    let trail = org_trail();
+    let generated = started.elapsed();
+    trail.write_cluster(&dir.join("cluster"));
+    trail.write_deliveries(&dir.join("trail"), "");
+    let (digest_key, digest) = trail.digest("", BUCKET);
+    org_trail::write_at(&dir.join("trail"), &digest_key, &digest);
+    let run = common::run([
+        "audit",
+        "--kube-dir",
+        dir.join("cluster").to_str().unwrap(),
+        "--cloudtrail-dir",
+        dir.join("trail").to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(run.code, 0, "no group drifts; stderr:\n{}", run.stderr);
+    let audit = run.json();
+    let ct = &audit["cloudtrail"];
+    assert_eq!(
+        ct["parse_errors"], 0,
+        "the digest is skipped: {}",
+        ct["input_errors"]
+    );
+    assert_eq!(ct["files"], trail.deliveries.len(), "one file per delivery");
+    assert_eq!(ct["duplicates"], 0);
+    assert_targets(&audit, &trail);
+
+    let got = truth_from_audit(&audit);
+    let want = &trail.truth;
+    assert_eq!(got.events, want.events, "cloudtrail.events");
+    assert_eq!(want.events, 20_000);
+    assert_same("cloudtrail.errors", &got.errors, &want.errors);
+    assert_same(
+        "unattributed_ack_events",
+        &got.unattributed,
+        &want.unattributed,
+    );
+    assert_same(
+        "cross_account_calls",
+        &got.cross_account,
+        &want.cross_account,
+    );
+    assert_same(
+        "error_events / wrong_account_calls",
+        &got.resources,
+        &want.resources,
+    );
+    assert_enough_evidence(want);
+    eprintln!(
+        "generated in {generated:?}; {} deliveries; whole test {:?}",
+        trail.deliveries.len(),
+        started.elapsed()
+    );
+}
+
+/// The truth is not trivially empty: every kind of figure has something to compare.
+fn assert_enough_evidence(t: &Truth) {
+    let errors: u64 = t
+        .resources
+        .values()
+        .flat_map(|e| e.error_events.values())
+        .sum();
+    let wrong: u64 = t
+        .resources
+        .values()
+        .flat_map(|e| e.wrong_account_calls.values())
+        .sum();
+    let reasons: BTreeSet<&str> = t.unattributed.keys().map(|k| k.3.as_str()).collect();
+    let expected: BTreeSet<bool> = t.cross_account.keys().map(|k| k.5).collect();
+    assert!(
+        errors > 500 && wrong > 500,
+        "{errors} error events, {wrong} wrong-account calls"
+    );
+    assert_eq!(reasons, BTreeSet::from(["no_kind", "no_match"]));
+    assert_eq!(expected, BTreeSet::from([false, true]));
+    let kinds: BTreeSet<&str> = t.events_by.keys().map(|k| k.3.as_str()).collect();
+    assert_eq!(kinds, BTreeSet::from(["", "SecurityGroup"]));
+}
+
+#[test]
+fn the_generated_deliveries_and_their_notifications_land_in_moto() {
+    let trail = org_trail();
+    let spec = &trail.spec;
+    let started = Instant::now();
+    let moto = Moto::start();
+    let up = started.elapsed();
+    moto.create_bucket(BUCKET);
+    let queue = moto.create_queue("org-trail-deliveries", 300);
+    let objects = trail.objects("");
+    let etags = moto.put_objects(BUCKET, &objects);
+    let (digest_key, digest) = trail.digest("", BUCKET);
+    moto.put_object(BUCKET, &digest_key, digest);
+    let uploaded = started.elapsed();
+    let notifications = notifications_of(&trail, &objects, &etags);
+    moto.send_all(&queue, &notifications);
+    let sent_at = started.elapsed();
+
+    let org = format!("AWSLogs/{}/", spec.org_id);
+    let accounts: Vec<String> = spec.accounts.iter().map(|a| format!("{org}{a}/")).collect();
+    assert_eq!(
+        moto.list_prefixes(BUCKET, &org, "/"),
+        accounts,
+        "one folder per account"
+    );
+    let keys = moto.list_keys(BUCKET, &org);
+    assert_eq!(
+        keys.len(),
+        trail.deliveries.len() + 1,
+        "every delivery and the digest"
+    );
+    let (key, body) = &objects[objects.len() / 2];
+    assert_eq!(&moto.get_object(BUCKET, key), body, "{key} reads back");
+    let sent = notifications.len() as u64;
+    wait_for_counts(&moto, &queue, (sent, 0));
+    // One receive: bodies come back as sent, and are then counted in flight. (Draining the
+    // whole queue without deleting costs moto O(n²): ~30 s for 440 messages.)
+    let got = moto.receive(&queue);
+    assert_eq!(got.len(), 10, "a receive gives ten");
+    assert!(
+        got.iter().all(|b| notifications.contains(b)),
+        "received what was sent"
+    );
+    wait_for_counts(&moto, &queue, (sent - 10, 10));
+    eprintln!(
+        "moto up in {up:?}; {} objects at {uploaded:?}, {sent} notifications at {sent_at:?}; whole test {:?}",
+        objects.len(),
+        started.elapsed()
+    );
+}
+
+/// One S3 notification per uploaded delivery, with the ETag moto gave it.
+fn notifications_of(
+    trail: &OrgTrail,
+    objects: &[(String, Vec<u8>)],
+    etags: &[String],
+) -> Vec<String> {
+    objects
+        .iter()
+        .zip(etags)
+        .zip(&trail.deliveries)
+        .map(|(((key, body), etag), d)| {
+            let o = ObjectCreated::new(BUCKET, moto::REGION, key, body.len(), etag, d.delivered_at);
+            org_trail::s3_notification(&o)
+        })
+        .collect()
+}
+
+/// Polls the queue's approximate counts until they are `want` (10 s at most).
+fn wait_for_counts(moto: &Moto, queue: &str, want: (u64, u64)) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = moto.queue_counts(queue);
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{queue}: (visible, in flight) = {got:?}, want {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_message_received_too_often_goes_to_the_dead_letter_queue() {
+    let moto = Moto::start();
+    let dlq = moto.create_queue("org-trail-dlq", 300);
+    // Visibility 0: a received message is visible again at once, so no test waits for it.
+    let queue = moto.create_queue_with_dlq("org-trail-poison", 0, &dlq, 1);
+    moto.send(&queue, &org_trail::not_json());
+    assert_eq!(moto.receive(&queue), [org_trail::not_json()]);
+    assert_eq!(
+        moto.receive(&queue),
+        Vec::<String>::new(),
+        "moved on the second receive"
+    );
+    wait_for_counts(&moto, &dlq, (1, 0));
+    assert_eq!(moto.receive_all(&dlq), [org_trail::not_json()]);
+    wait_for_counts(&moto, &dlq, (0, 1));
+    wait_for_counts(&moto, &queue, (0, 0));
+}
+
+/// The messages the readers will meet, checked for the fields they will read.
+#[test]
+fn messages_and_poison_have_the_shapes_aws_sends() {
+    let trail = OrgTrail::generate(OrgSpec::new(2, 1, 200, 1_796_000_000, 3));
+    for d in &trail.deliveries {
+        assert_delivery_key(&trail.spec.org_id, d);
+    }
+    let d = &trail.deliveries[0];
+    let key = format!("org trail/{}", d.key);
+    let o = ObjectCreated::new(
+        BUCKET,
+        "eu-west-2",
+        &key,
+        d.body.len(),
+        "0123abcd",
+        d.delivered_at,
+    );
+    let n: Value = serde_json::from_str(&org_trail::s3_notification(&o)).unwrap();
+    let object = &n["Records"][0]["s3"]["object"];
+    assert_eq!(
+        object["key"],
+        format!("org+trail/{}", d.key),
+        "form-encoded key"
+    );
+    assert_eq!(n["Records"][0]["eventName"], "ObjectCreated:Put");
+    let sns: Value = serde_json::from_str(&org_trail::sns_notification(
+        &n.to_string(),
+        "arn:aws:sns:eu-west-2:111111111111:org-trail",
+        d.delivered_at,
+    ))
+    .unwrap();
+    let inner: Value = serde_json::from_str(sns["Message"].as_str().unwrap()).unwrap();
+    assert_eq!(inner, n, "SNS carries the notification as a JSON string");
+    let eb: Value =
+        serde_json::from_str(&org_trail::eventbridge_object_created(&o, "111111111111")).unwrap();
+    assert_eq!(
+        eb["detail"]["object"]["key"], key,
+        "EventBridge keys are not encoded"
+    );
+    let call: Value =
+        serde_json::from_str(&org_trail::eventbridge_api_call(&trail.records[0])).unwrap();
+    assert_eq!(call["detail"], trail.records[0]);
+    assert!(call["source"].as_str().unwrap().starts_with("aws."));
+    let test_event: Value = serde_json::from_str(&org_trail::s3_test_event(BUCKET, 0)).unwrap();
+    assert_eq!(test_event["Event"], "s3:TestEvent");
+
+    assert!(serde_json::from_str::<Value>(&org_trail::not_json()).is_err());
+    let (broken_key, broken) = org_trail::broken_gzip(&trail, "");
+    assert!(broken_key.ends_with(".json.gz") && broken_key.starts_with("AWSLogs/o-"));
+    let mut out = Vec::new();
+    let inflated = flate2::read::GzDecoder::new(&broken[..]).read_to_end(&mut out);
+    assert!(inflated.is_err(), "the broken delivery does not inflate");
+    let missing = org_trail::missing_key(&trail, "");
+    assert!(trail.deliveries.iter().all(|d| d.key != missing));
+}
+
+/// Run by `moto_env_is_enough_for_the_sdk_default_chain` in a child process whose AWS
+/// environment is only `Moto::env()`; without `ORG_TRAIL_PROBE_BUCKET` it does nothing.
+#[test]
+fn sdk_default_chain_probe() {
+    let Ok(bucket) = std::env::var("ORG_TRAIL_PROBE_BUCKET") else {
+        return;
+    };
+    let queue = std::env::var("ORG_TRAIL_PROBE_QUEUE").expect("ORG_TRAIL_PROBE_QUEUE");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (objects, arn) = rt.block_on(async {
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let s3 = aws_sdk_s3::Client::new(&config);
+        let listed = s3.list_objects_v2().bucket(&bucket).send().await;
+        let sqs = aws_sdk_sqs::Client::new(&config);
+        let attrs = sqs
+            .get_queue_attributes()
+            .queue_url(&queue)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await;
+        (listed, attrs)
+    });
+    let objects = objects.unwrap_or_else(|e| panic!("ListObjectsV2 by the default chain: {e:?}"));
+    let arn = arn.unwrap_or_else(|e| panic!("GetQueueAttributes by the default chain: {e:?}"));
+    let arn = arn.attributes().unwrap().values().next().unwrap().clone();
+    println!("probe: {} objects, queue {arn}", objects.contents().len());
+}
+
+#[test]
+fn moto_env_is_enough_for_the_sdk_default_chain() {
+    let moto = Moto::start();
+    moto.create_bucket("probe-bucket");
+    moto.put_object(
+        "probe-bucket",
+        "AWSLogs/probe.json.gz",
+        org_trail::gzip(b"[]"),
+    );
+    let queue = moto.create_queue("probe", 30);
+    let started = Instant::now();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["sdk_default_chain_probe", "--exact", "--nocapture"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(moto.env())
+        .env("ORG_TRAIL_PROBE_BUCKET", "probe-bucket")
+        .env("ORG_TRAIL_PROBE_QUEUE", &queue)
+        .output()
+        .expect("the test binary runs again");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("probe: 1 objects, queue arn:aws:sqs:"),
+        "the SDK's default chain with Moto::env() alone did not reach moto:\n{stdout}\n{stderr}"
+    );
+    eprintln!("default-chain probe answered in {:?}", started.elapsed());
+}
+
+/// `AWSLogs/<org>/<account>/CloudTrail/<region>/YYYY/MM/DD/<account>_CloudTrail_<region>_YYYYMMDDTHHMMZ_<16 alnum>.json.gz`,
+/// the date and time those of the delivery (the end of a five-minute slot, UTC).
+fn assert_delivery_key(org: &str, d: &org_trail::Delivery) {
+    let at = ack_drift_exporter::model::time::format_rfc3339(d.delivered_at);
+    let (date, time) = (&at[..10], &at[11..16]);
+    let folder = format!(
+        "AWSLogs/{org}/{a}/CloudTrail/{r}/{}/",
+        date.replace('-', "/"),
+        a = d.account,
+        r = d.region
+    );
+    let name = format!(
+        "{a}_CloudTrail_{r}_{}T{}Z_",
+        date.replace('-', ""),
+        time.replace(':', ""),
+        a = d.account,
+        r = d.region
+    );
+    let suffix = d.key.strip_prefix(&format!("{folder}{name}"));
+    let suffix = suffix.and_then(|s| s.strip_suffix(".json.gz"));
+    assert!(
+        suffix.is_some_and(|s| s.len() == 16 && s.bytes().all(|b| b.is_ascii_alphanumeric())),
+        "{} is not {folder}{name}<16 alnum>.json.gz",
+        d.key
+    );
+    assert_eq!(
+        d.delivered_at % 300,
+        0,
+        "{} is delivered at the end of a slot",
+        d.key
+    );
+    let org_ok = org.len() == 12
+        && org.starts_with("o-")
+        && org[2..]
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    assert!(org_ok, "{org} is not o- and 10 lowercase letters or digits");
+}
