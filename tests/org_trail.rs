@@ -498,3 +498,221 @@ fn assert_delivery_key(org: &str, d: &org_trail::Delivery) {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
     assert!(org_ok, "{org} is not o- and 10 lowercase letters or digits");
 }
+
+// ---------------------------------------------------------------------------------------
+// The exporter reading the trail from moto: `serve` through the queue (and the bucket's
+// backfill), `audit --cloudtrail-s3` straight from the bucket.
+
+use common::http::Server;
+
+type Samples = BTreeMap<(String, BTreeMap<String, String>), f64>;
+
+/// The figures `/metrics` shows, in the truth's shape.
+fn truth_from_metrics(samples: &Samples, trail: &OrgTrail) -> Truth {
+    let mut t = Truth {
+        resources: trail
+            .groups
+            .iter()
+            .map(|g| (g.key(), Evidence::default()))
+            .collect(),
+        ..Truth::default()
+    };
+    for ((name, l), v) in samples {
+        let n = *v as u64;
+        let get = |k: &str| l.get(k).cloned().unwrap_or_default();
+        let resource = || format!("{}/{}/{}", get("namespace"), get("kind"), get("name"));
+        match name.as_str() {
+            _ if n == 0 => {}
+            "ack_drift_cloudtrail_events_total" => {
+                t.events += n;
+                let key = (get("account"), get("region"), get("service"), get("ack_kind"));
+                t.events_by.insert(key, n);
+            }
+            "ack_drift_cloudtrail_errors_total" => {
+                let key = ["account", "region", "service", "event_name", "error_code", "ack_kind"]
+                    .map(get);
+                let [a, r, s, e, c, k] = key;
+                t.errors.insert((a, r, s, e, c, k), n);
+            }
+            "ack_drift_cloudtrail_unattributed_ack_events_total" => {
+                let [a, r, k, why] = ["account", "region", "ack_kind", "reason"].map(get);
+                t.unattributed.insert((a, r, k, why), n);
+            }
+            "ack_drift_cloudtrail_cross_account_calls_total" => {
+                let key = ["caller_account", "recipient_account", "service", "event_name", "signal"]
+                    .map(get);
+                let [c, r, s, e, sig] = key;
+                t.cross_account.insert((c, r, s, e, sig, get("expected") == "true"), n);
+            }
+            "ack_drift_resource_error_events" => {
+                let e = t.resources.entry(resource()).or_default();
+                e.error_events
+                    .insert((get("account"), get("region"), get("error_code")), n);
+            }
+            "ack_drift_resource_wrong_account_calls" => {
+                let e = t.resources.entry(resource()).or_default();
+                e.wrong_account_calls.insert(get("called_account"), n);
+            }
+            _ => {}
+        }
+    }
+    t
+}
+
+fn assert_truth(got: &Truth, want: &Truth) {
+    assert_eq!(got.events, want.events, "ack_drift_cloudtrail_events_total");
+    assert_same("events by account, region, service, kind", &got.events_by, &want.events_by);
+    assert_same("errors", &got.errors, &want.errors);
+    assert_same("unattributed ACK events", &got.unattributed, &want.unattributed);
+    assert_same("cross-account calls", &got.cross_account, &want.cross_account);
+    assert_same("per-resource evidence", &got.resources, &want.resources);
+}
+
+/// A config reading the queue (and the bucket, when `backfill`), with a window covering the
+/// whole generated span.
+fn serve_config(dir: &std::path::Path, moto: &Moto, queue: &str, format: &str, backfill: bool) -> String {
+    let mut yaml = format!(
+        "cloudtrail:\n  window: {}h\n  sqs:\n    queue_url: {queue}\n    format: {format}\n",
+        7
+    );
+    if backfill {
+        yaml.push_str(&format!("  s3:\n    bucket: {BUCKET}\n    accounts: auto\n    regions: auto\n"));
+    }
+    let _ = moto;
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn start_serve(moto: &Moto, cluster: &std::path::Path, config: &str) -> Server {
+    let env: Vec<(String, String)> = moto.env();
+    let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    Server::start_listening_with(
+        &["--kube-dir", cluster.to_str().unwrap(), "--config", config],
+        &env,
+    )
+}
+
+fn scrape(server: &Server) -> Samples {
+    common::samples(&server.get("/metrics").text())
+}
+
+fn total(samples: &Samples, name: &str) -> u64 {
+    samples
+        .iter()
+        .filter(|((n, _), _)| n == name)
+        .map(|(_, v)| *v as u64)
+        .sum()
+}
+
+/// Scrapes until `done` holds (4 minutes at most: moto's SQS is slow with full queues).
+fn scrape_until(server: &Server, what: &str, done: impl Fn(&Samples) -> bool) -> Samples {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let s = scrape(server);
+        if done(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} not reached in 240 s; last scrape:\n{}\nlog:\n{}",
+            server.get("/metrics").text(),
+            server.stderr.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The notifications of the test's queue: each delivery announced in one of the three
+/// shapes S3 sends (direct, through SNS, EventBridge), every seventh twice, an `s3:TestEvent`,
+/// and the digest (skipped). Returns (good messages, poison messages).
+fn announcements(
+    trail: &OrgTrail,
+    objects: &[(String, Vec<u8>)],
+    etags: &[String],
+) -> Vec<String> {
+    let mut out = vec![org_trail::s3_test_event(BUCKET, trail.spec.now)];
+    for (i, n) in notifications_of(trail, objects, etags).into_iter().enumerate() {
+        let d = &trail.deliveries[i];
+        let o = ObjectCreated::new(BUCKET, moto::REGION, &objects[i].0, objects[i].1.len(), &etags[i], d.delivered_at);
+        let body = match i % 3 {
+            0 => n,
+            1 => org_trail::sns_notification(&n, "arn:aws:sns:us-east-1:123456789012:org-trail", d.delivered_at),
+            _ => org_trail::eventbridge_object_created(&o, trail.spec.home()),
+        };
+        if i % 7 == 0 {
+            out.push(body.clone());
+        }
+        out.push(body);
+    }
+    out
+}
+
+/// Three messages the exporter must count and leave on the queue: not JSON, a missing
+/// object, a broken gzip (uploaded here).
+fn poison(moto: &Moto, trail: &OrgTrail) -> Vec<String> {
+    let (broken_key, broken) = org_trail::broken_gzip(trail, "");
+    let etag = moto.put_object(BUCKET, &broken_key, broken.clone());
+    let at = trail.last_slot_end();
+    let missing = ObjectCreated::new(BUCKET, moto::REGION, &org_trail::missing_key(trail, ""), 100, "0", at);
+    let broken = ObjectCreated::new(BUCKET, moto::REGION, &broken_key, broken.len(), &etag, at);
+    vec![
+        org_trail::not_json(),
+        org_trail::s3_notification(&missing),
+        org_trail::s3_notification(&broken),
+    ]
+}
+
+fn bad_messages(s: &Samples) -> BTreeMap<String, u64> {
+    s.iter()
+        .filter(|((n, _), _)| n == "ack_drift_exporter_cloudtrail_bad_messages_total")
+        .map(|((_, l), v)| (l["reason"].clone(), *v as u64))
+        .collect()
+}
+
+#[test]
+fn serve_reads_every_delivery_the_queue_announces_exactly_once() {
+    let trail = org_trail();
+    let dir = common::scratch("org-trail-serve");
+    trail.write_cluster(&dir.join("cluster"));
+    let moto = Moto::start();
+    moto.create_bucket(BUCKET);
+    let queue = moto.create_queue("org-trail-serve", 30);
+    let objects = trail.objects("");
+    let etags = moto.put_objects(BUCKET, &objects);
+    let (digest_key, digest) = trail.digest("", BUCKET);
+    let digest_etag = moto.put_object(BUCKET, &digest_key, digest.clone());
+    let mut good = announcements(&trail, &objects, &etags);
+    let digest = ObjectCreated::new(BUCKET, moto::REGION, &digest_key, digest.len(), &digest_etag, trail.last_slot_end());
+    good.push(org_trail::s3_notification(&digest));
+    let poison = poison(&moto, &trail);
+    // Half before the exporter starts, the rest (and the poison) while it runs: late ones.
+    let (early, late) = good.split_at(good.len() / 2);
+    moto.send_all(&queue, early);
+    let config = serve_config(&dir, &moto, &queue, "s3_notification", false);
+    let server = start_serve(&moto, &dir.join("cluster"), &config);
+    server.wait_ready();
+    moto.send_all(&queue, late);
+    moto.send_all(&queue, &poison);
+
+    let want_deleted = good.len() as u64;
+    // Health counters are live; the CloudTrail figures are published a moment later.
+    let s = scrape_until(&server, "every good message deleted, every poison counted, all published", |s| {
+        total(s, "ack_drift_exporter_sqs_messages_deleted_total") >= want_deleted
+            && bad_messages(s).values().sum::<u64>() >= 3
+            && total(s, "ack_drift_cloudtrail_events_total") >= trail.truth.events
+    });
+    assert_eq!(total(&s, "ack_drift_exporter_sqs_messages_deleted_total"), want_deleted, "each good message deleted once");
+    assert_eq!(
+        bad_messages(&s),
+        BTreeMap::from([("broken_object".into(), 1), ("missing_object".into(), 1), ("not_json".into(), 1)])
+    );
+    assert_eq!(total(&s, "ack_drift_exporter_s3_objects_read_total"), (trail.deliveries.len() + trail.deliveries.len().div_ceil(7) + 1) as u64,
+        "one GetObject per announcement of a delivery (repeats included) and the broken one; never the digest");
+    let repeats: usize = trail.deliveries.iter().step_by(7).map(|d| d.records).sum();
+    assert_eq!(total(&s, "ack_drift_exporter_cloudtrail_duplicate_events_total"), repeats as u64, "a repeated announcement only counts duplicates");
+    assert_truth(&truth_from_metrics(&s, &trail), &trail.truth);
+    assert_eq!(s[&("ack_drift_exporter_source_up".to_string(), BTreeMap::from([("source".to_string(), "cloudtrail_sqs".to_string())]))], 1.0);
+    // The poison stays on the queue, hidden (for the redrive policy, not a tight loop).
+    wait_for_counts(&moto, &queue, (0, 3));
+}
