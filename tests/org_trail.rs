@@ -507,13 +507,13 @@ use common::http::Server;
 
 type Samples = BTreeMap<(String, BTreeMap<String, String>), f64>;
 
-/// The figures `/metrics` shows, in the truth's shape.
-fn truth_from_metrics(samples: &Samples, trail: &OrgTrail) -> Truth {
+/// The figures `/metrics` shows, in the truth's shape (`resources`: every resource expected,
+/// with or without evidence).
+fn truth_from_metrics(samples: &Samples, resources: impl IntoIterator<Item = String>) -> Truth {
     let mut t = Truth {
-        resources: trail
-            .groups
-            .iter()
-            .map(|g| (g.key(), Evidence::default()))
+        resources: resources
+            .into_iter()
+            .map(|k| (k, Evidence::default()))
             .collect(),
         ..Truth::default()
     };
@@ -525,12 +525,24 @@ fn truth_from_metrics(samples: &Samples, trail: &OrgTrail) -> Truth {
             _ if n == 0 => {}
             "ack_drift_cloudtrail_events_total" => {
                 t.events += n;
-                let key = (get("account"), get("region"), get("service"), get("ack_kind"));
+                let key = (
+                    get("account"),
+                    get("region"),
+                    get("service"),
+                    get("ack_kind"),
+                );
                 t.events_by.insert(key, n);
             }
             "ack_drift_cloudtrail_errors_total" => {
-                let key = ["account", "region", "service", "event_name", "error_code", "ack_kind"]
-                    .map(get);
+                let key = [
+                    "account",
+                    "region",
+                    "service",
+                    "event_name",
+                    "error_code",
+                    "ack_kind",
+                ]
+                .map(get);
                 let [a, r, s, e, c, k] = key;
                 t.errors.insert((a, r, s, e, c, k), n);
             }
@@ -539,10 +551,17 @@ fn truth_from_metrics(samples: &Samples, trail: &OrgTrail) -> Truth {
                 t.unattributed.insert((a, r, k, why), n);
             }
             "ack_drift_cloudtrail_cross_account_calls_total" => {
-                let key = ["caller_account", "recipient_account", "service", "event_name", "signal"]
-                    .map(get);
+                let key = [
+                    "caller_account",
+                    "recipient_account",
+                    "service",
+                    "event_name",
+                    "signal",
+                ]
+                .map(get);
                 let [c, r, s, e, sig] = key;
-                t.cross_account.insert((c, r, s, e, sig, get("expected") == "true"), n);
+                t.cross_account
+                    .insert((c, r, s, e, sig, get("expected") == "true"), n);
             }
             "ack_drift_resource_error_events" => {
                 let e = t.resources.entry(resource()).or_default();
@@ -561,22 +580,42 @@ fn truth_from_metrics(samples: &Samples, trail: &OrgTrail) -> Truth {
 
 fn assert_truth(got: &Truth, want: &Truth) {
     assert_eq!(got.events, want.events, "ack_drift_cloudtrail_events_total");
-    assert_same("events by account, region, service, kind", &got.events_by, &want.events_by);
+    assert_same(
+        "events by account, region, service, kind",
+        &got.events_by,
+        &want.events_by,
+    );
     assert_same("errors", &got.errors, &want.errors);
-    assert_same("unattributed ACK events", &got.unattributed, &want.unattributed);
-    assert_same("cross-account calls", &got.cross_account, &want.cross_account);
+    assert_same(
+        "unattributed ACK events",
+        &got.unattributed,
+        &want.unattributed,
+    );
+    assert_same(
+        "cross-account calls",
+        &got.cross_account,
+        &want.cross_account,
+    );
     assert_same("per-resource evidence", &got.resources, &want.resources);
 }
 
 /// A config reading the queue (and the bucket, when `backfill`), with a window covering the
 /// whole generated span.
-fn serve_config(dir: &std::path::Path, moto: &Moto, queue: &str, format: &str, backfill: bool) -> String {
+fn serve_config(
+    dir: &std::path::Path,
+    moto: &Moto,
+    queue: &str,
+    format: &str,
+    backfill: bool,
+) -> String {
     let mut yaml = format!(
         "cloudtrail:\n  window: {}h\n  sqs:\n    queue_url: {queue}\n    format: {format}\n",
         7
     );
     if backfill {
-        yaml.push_str(&format!("  s3:\n    bucket: {BUCKET}\n    accounts: auto\n    regions: auto\n"));
+        yaml.push_str(&format!(
+            "  s3:\n    bucket: {BUCKET}\n    accounts: auto\n    regions: auto\n"
+        ));
     }
     let _ = moto;
     let path = dir.join("config.yaml");
@@ -626,18 +665,28 @@ fn scrape_until(server: &Server, what: &str, done: impl Fn(&Samples) -> bool) ->
 /// The notifications of the test's queue: each delivery announced in one of the three
 /// shapes S3 sends (direct, through SNS, EventBridge), every seventh twice, an `s3:TestEvent`,
 /// and the digest (skipped). Returns (good messages, poison messages).
-fn announcements(
-    trail: &OrgTrail,
-    objects: &[(String, Vec<u8>)],
-    etags: &[String],
-) -> Vec<String> {
+fn announcements(trail: &OrgTrail, objects: &[(String, Vec<u8>)], etags: &[String]) -> Vec<String> {
     let mut out = vec![org_trail::s3_test_event(BUCKET, trail.spec.now)];
-    for (i, n) in notifications_of(trail, objects, etags).into_iter().enumerate() {
+    for (i, n) in notifications_of(trail, objects, etags)
+        .into_iter()
+        .enumerate()
+    {
         let d = &trail.deliveries[i];
-        let o = ObjectCreated::new(BUCKET, moto::REGION, &objects[i].0, objects[i].1.len(), &etags[i], d.delivered_at);
+        let o = ObjectCreated::new(
+            BUCKET,
+            moto::REGION,
+            &objects[i].0,
+            objects[i].1.len(),
+            &etags[i],
+            d.delivered_at,
+        );
         let body = match i % 3 {
             0 => n,
-            1 => org_trail::sns_notification(&n, "arn:aws:sns:us-east-1:123456789012:org-trail", d.delivered_at),
+            1 => org_trail::sns_notification(
+                &n,
+                "arn:aws:sns:us-east-1:123456789012:org-trail",
+                d.delivered_at,
+            ),
             _ => org_trail::eventbridge_object_created(&o, trail.spec.home()),
         };
         if i % 7 == 0 {
@@ -654,7 +703,14 @@ fn poison(moto: &Moto, trail: &OrgTrail) -> Vec<String> {
     let (broken_key, broken) = org_trail::broken_gzip(trail, "");
     let etag = moto.put_object(BUCKET, &broken_key, broken.clone());
     let at = trail.last_slot_end();
-    let missing = ObjectCreated::new(BUCKET, moto::REGION, &org_trail::missing_key(trail, ""), 100, "0", at);
+    let missing = ObjectCreated::new(
+        BUCKET,
+        moto::REGION,
+        &org_trail::missing_key(trail, ""),
+        100,
+        "0",
+        at,
+    );
     let broken = ObjectCreated::new(BUCKET, moto::REGION, &broken_key, broken.len(), &etag, at);
     vec![
         org_trail::not_json(),
@@ -683,7 +739,14 @@ fn serve_reads_every_delivery_the_queue_announces_exactly_once() {
     let (digest_key, digest) = trail.digest("", BUCKET);
     let digest_etag = moto.put_object(BUCKET, &digest_key, digest.clone());
     let mut good = announcements(&trail, &objects, &etags);
-    let digest = ObjectCreated::new(BUCKET, moto::REGION, &digest_key, digest.len(), &digest_etag, trail.last_slot_end());
+    let digest = ObjectCreated::new(
+        BUCKET,
+        moto::REGION,
+        &digest_key,
+        digest.len(),
+        &digest_etag,
+        trail.last_slot_end(),
+    );
     good.push(org_trail::s3_notification(&digest));
     let poison = poison(&moto, &trail);
     // Half before the exporter starts, the rest (and the poison) while it runs: late ones.
@@ -697,22 +760,320 @@ fn serve_reads_every_delivery_the_queue_announces_exactly_once() {
 
     let want_deleted = good.len() as u64;
     // Health counters are live; the CloudTrail figures are published a moment later.
-    let s = scrape_until(&server, "every good message deleted, every poison counted, all published", |s| {
-        total(s, "ack_drift_exporter_sqs_messages_deleted_total") >= want_deleted
-            && bad_messages(s).values().sum::<u64>() >= 3
-            && total(s, "ack_drift_cloudtrail_events_total") >= trail.truth.events
-    });
-    assert_eq!(total(&s, "ack_drift_exporter_sqs_messages_deleted_total"), want_deleted, "each good message deleted once");
+    let s = scrape_until(
+        &server,
+        "every good message deleted, every poison counted, all published",
+        |s| {
+            total(s, "ack_drift_exporter_sqs_messages_deleted_total") >= want_deleted
+                && bad_messages(s).values().sum::<u64>() >= 3
+                && total(s, "ack_drift_cloudtrail_events_total") >= trail.truth.events
+        },
+    );
+    assert_eq!(
+        total(&s, "ack_drift_exporter_sqs_messages_deleted_total"),
+        want_deleted,
+        "each good message deleted once"
+    );
     assert_eq!(
         bad_messages(&s),
-        BTreeMap::from([("broken_object".into(), 1), ("missing_object".into(), 1), ("not_json".into(), 1)])
+        BTreeMap::from([
+            ("broken_object".into(), 1),
+            ("missing_object".into(), 1),
+            ("not_json".into(), 1)
+        ])
     );
-    assert_eq!(total(&s, "ack_drift_exporter_s3_objects_read_total"), (trail.deliveries.len() + trail.deliveries.len().div_ceil(7) + 1) as u64,
-        "one GetObject per announcement of a delivery (repeats included) and the broken one; never the digest");
+    assert_eq!(
+        total(&s, "ack_drift_exporter_s3_objects_read_total"),
+        (trail.deliveries.len() + trail.deliveries.len().div_ceil(7) + 1) as u64,
+        "one GetObject per announcement of a delivery (repeats included) and the broken one; never the digest"
+    );
     let repeats: usize = trail.deliveries.iter().step_by(7).map(|d| d.records).sum();
-    assert_eq!(total(&s, "ack_drift_exporter_cloudtrail_duplicate_events_total"), repeats as u64, "a repeated announcement only counts duplicates");
-    assert_truth(&truth_from_metrics(&s, &trail), &trail.truth);
-    assert_eq!(s[&("ack_drift_exporter_source_up".to_string(), BTreeMap::from([("source".to_string(), "cloudtrail_sqs".to_string())]))], 1.0);
+    assert_eq!(
+        total(&s, "ack_drift_exporter_cloudtrail_duplicate_events_total"),
+        repeats as u64,
+        "a repeated announcement only counts duplicates"
+    );
+    assert_truth(
+        &truth_from_metrics(&s, trail.groups.iter().map(|g| g.key())),
+        &trail.truth,
+    );
+    assert_eq!(
+        s[&(
+            "ack_drift_exporter_source_up".to_string(),
+            BTreeMap::from([("source".to_string(), "cloudtrail_sqs".to_string())])
+        )],
+        1.0
+    );
     // The poison stays on the queue, hidden (for the redrive policy, not a tight loop).
     wait_for_counts(&moto, &queue, (0, 3));
+}
+
+#[test]
+fn a_killed_exporter_restarts_from_the_bucket_and_loses_nothing() {
+    let trail = org_trail();
+    let dir = common::scratch("org-trail-restart");
+    trail.write_cluster(&dir.join("cluster"));
+    let moto = Moto::start();
+    moto.create_bucket(BUCKET);
+    // A short visibility timeout: what the killed process held comes back quickly.
+    let queue = moto.create_queue("org-trail-restart", 5);
+    let objects = trail.objects("");
+    let etags = moto.put_objects(BUCKET, &objects);
+    moto.send_all(&queue, &notifications_of(&trail, &objects, &etags));
+    let config = serve_config(&dir, &moto, &queue, "s3_notification", true);
+
+    let first = start_serve(&moto, &dir.join("cluster"), &config);
+    let third = objects.len() as u64 / 3;
+    scrape_until(&first, "a third of the messages deleted", |s| {
+        total(s, "ack_drift_exporter_sqs_messages_deleted_total") >= third
+    });
+    let mut first = first;
+    first.child.kill().expect("SIGKILL");
+    first.child.wait().unwrap();
+
+    let second = start_serve(&moto, &dir.join("cluster"), &config);
+    second.wait_ready();
+    let ready = scrape(&second);
+    // Every delivery is in the window: the backfill alone holds every event, and /readyz
+    // says ready only once it is published.
+    assert_eq!(
+        total(&ready, "ack_drift_cloudtrail_events_total"),
+        trail.truth.events,
+        "ready only after the backfill"
+    );
+    assert!(total(&ready, "ack_drift_exporter_s3_objects_read_total") >= objects.len() as u64);
+    let s = scrape_until(&second, "the queue drained and everything published", |s| {
+        total(s, "ack_drift_cloudtrail_events_total") >= trail.truth.events
+            && moto.queue_counts(&queue) == (0, 0)
+    });
+    assert_truth(
+        &truth_from_metrics(&s, trail.groups.iter().map(|g| g.key())),
+        &trail.truth,
+    );
+    assert!(
+        total(&s, "ack_drift_exporter_cloudtrail_duplicate_events_total") > 0,
+        "the messages left after the restart announce what the backfill read"
+    );
+}
+
+/// `audit` with the moto environment.
+fn audit_with(moto: &Moto, args: &[&str]) -> Value {
+    let out = std::process::Command::new(common::bin())
+        .arg("audit")
+        .args(args)
+        .args(["--output", "json"])
+        .envs(moto.env())
+        .output()
+        .expect("audit runs");
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "audit {args:?}: {:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("audit JSON")
+}
+
+fn rfc3339(t: i64) -> String {
+    org_trail::millis_time(t).replace(".000", "")
+}
+
+#[test]
+fn audit_from_the_bucket_reports_what_the_downloaded_files_report() {
+    let trail = org_trail();
+    let dir = common::scratch("org-trail-audit-s3");
+    let cluster = dir.join("cluster");
+    trail.write_cluster(&cluster);
+    trail.write_deliveries(&dir.join("trail"), "trail/");
+    let moto = Moto::start();
+    moto.create_bucket(BUCKET);
+    let objects = trail.objects("trail/");
+    moto.put_objects(BUCKET, &objects);
+    let (digest_key, digest) = trail.digest("trail/", BUCKET);
+    moto.put_object(BUCKET, &digest_key, digest);
+    let cluster = cluster.to_str().unwrap();
+    let url = format!("s3://{BUCKET}/trail");
+    let (from, to) = (trail.spec.now - trail.spec.span, trail.spec.now + 1);
+    let range = ["--from", &rfc3339(from), "--to", &rfc3339(to)];
+
+    let files = audit_with(
+        &moto,
+        &[
+            "--kube-dir",
+            cluster,
+            "--cloudtrail-dir",
+            dir.join("trail").to_str().unwrap(),
+        ],
+    );
+    let bucket = audit_with(
+        &moto,
+        &[
+            &["--kube-dir", cluster, "--cloudtrail-s3", &url][..],
+            &range,
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        bucket, files,
+        "the same report from S3 as from the downloaded files"
+    );
+    assert_eq!(bucket["cloudtrail"]["events"], trail.truth.events);
+
+    // Filters: one account, one region, half the time.
+    let account = &trail.spec.accounts[1];
+    let region = &trail.spec.regions[0];
+    let mid = trail.spec.now - trail.spec.span / 2;
+    let narrow = audit_with(
+        &moto,
+        &[
+            "--kube-dir",
+            cluster,
+            "--cloudtrail-s3",
+            &url,
+            "--from",
+            &rfc3339(mid),
+            "--to",
+            &rfc3339(to),
+            "--account",
+            account,
+            "--region",
+            region,
+        ],
+    );
+    let in_range = |r: &Value| {
+        let t = r["eventTime"].as_str().unwrap();
+        let t = ack_drift_exporter::model::time::parse_rfc3339(t).unwrap();
+        t >= mid && t < to
+    };
+    let want = trail
+        .deliveries
+        .iter()
+        .filter(|d| &d.account == account && &d.region == region)
+        .flat_map(|d| delivery_records(&d.body))
+        .filter(in_range)
+        .count();
+    assert_eq!(
+        narrow["cloudtrail"]["events"], want as u64,
+        "only the account, region and range asked for"
+    );
+}
+
+/// The records of a gzipped delivery.
+fn delivery_records(gz: &[u8]) -> Vec<Value> {
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(gz)
+        .read_to_string(&mut text)
+        .unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    v["Records"].as_array().unwrap().clone()
+}
+
+/// The seed incident's CloudTrail records (its S3 deliveries).
+fn seed_records() -> Vec<Value> {
+    let root = common::fixture("scenarios/seed-incident/cloudtrail");
+    let mut files = Vec::new();
+    let mut dirs = vec![root];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(d).unwrap().map(Result::unwrap) {
+            if e.file_type().unwrap().is_dir() {
+                dirs.push(e.path());
+            } else {
+                files.push(e.path());
+            }
+        }
+    }
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| delivery_records(&std::fs::read(f).unwrap()))
+        .collect()
+}
+
+#[test]
+fn eventbridge_api_calls_give_the_seed_incidents_facts() {
+    let dir = common::scratch("org-trail-eventbridge");
+    let seed = common::fixture("scenarios/seed-incident");
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(seed.join("expected.json")).unwrap())
+            .unwrap();
+    let moto = Moto::start();
+    let queue = moto.create_queue("org-trail-eventbridge", 30);
+    let records = seed_records();
+    let mut bodies: Vec<String> = records
+        .iter()
+        .map(org_trail::eventbridge_api_call)
+        .collect();
+    let sign_in = serde_json::json!({"version": "0", "id": "x", "detail-type": "AWS Console Sign In via CloudTrail", "source": "aws.signin", "detail": {}});
+    bodies.push(sign_in.to_string());
+    moto.send_all(&queue, &bodies);
+    // The seed's records are from January 2024: a window reaching back that far.
+    let config = dir.join("config.yaml");
+    let seed_config = std::fs::read_to_string(seed.join("config.yaml")).unwrap();
+    std::fs::write(
+        &config,
+        format!("{seed_config}cloudtrail:\n  window: 2000d\n  sqs:\n    queue_url: {queue}\n    format: eventbridge\n"),
+    )
+    .unwrap();
+    let server = start_serve(&moto, &seed.join("cluster"), config.to_str().unwrap());
+    let s = scrape_until(&server, "every event published", |s| {
+        total(s, "ack_drift_exporter_sqs_messages_deleted_total") >= bodies.len() as u64
+            && total(s, "ack_drift_cloudtrail_events_total") >= records.len() as u64
+    });
+    assert_eq!(
+        total(&s, "ack_drift_cloudtrail_events_total"),
+        records.len() as u64
+    );
+    assert_eq!(
+        bad_messages(&s),
+        BTreeMap::from([("other_detail_type".into(), 1)]),
+        "counted and dropped"
+    );
+    assert_eq!(
+        total(&s, "ack_drift_exporter_s3_objects_read_total"),
+        0,
+        "the record is in the message"
+    );
+    let got = truth_from_metrics(&s, []);
+    for (key, facts) in expected["resources"].as_object().unwrap() {
+        let evidence = got.resources.get(key).cloned().unwrap_or_default();
+        if let Some(errors) = facts.get("error_events") {
+            let want: BTreeMap<_, _> = errors
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    (
+                        (text(e, "account"), text(e, "region"), text(e, "error_code")),
+                        count(e),
+                    )
+                })
+                .collect();
+            assert_eq!(evidence.error_events, want, "{key} error_events");
+        }
+        if let Some(calls) = facts.get("wrong_account_calls") {
+            let want: BTreeMap<_, _> = calls
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| (text(c, "account"), count(c)))
+                .collect();
+            assert_eq!(
+                evidence.wrong_account_calls, want,
+                "{key} wrong_account_calls"
+            );
+        }
+        if let Some(drift) = facts.get("account_drift").and_then(Value::as_bool) {
+            let [ns, kind, name] =
+                <[&str; 3]>::try_from(key.split('/').collect::<Vec<_>>()).unwrap();
+            let drifted = s.iter().any(|((n, l), v)| {
+                n == "ack_drift_resource_account_drift"
+                    && l.get("namespace").map(String::as_str) == Some(ns)
+                    && l.get("kind").map(String::as_str) == Some(kind)
+                    && l.get("name").map(String::as_str) == Some(name)
+                    && *v == 1.0
+            });
+            assert_eq!(drifted, drift, "{key} account_drift");
+        }
+    }
+    wait_for_counts(&moto, &queue, (0, 0));
 }

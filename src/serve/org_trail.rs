@@ -42,7 +42,10 @@ pub(super) async fn run(
         // Without a bucket configured, objects are read where notifications say, with the
         // exporter's own credentials, in the queue's region.
         None => BucketSettings {
-            region: queue.region.clone().or_else(|| queue_region(&queue.queue_url)),
+            region: queue
+                .region
+                .clone()
+                .or_else(|| queue_region(&queue.queue_url)),
             ..BucketSettings::default()
         },
     };

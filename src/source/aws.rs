@@ -81,7 +81,10 @@ pub fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
 fn service_error_class(code: Option<&str>, status: u16) -> ErrorClass {
     match code {
         Some(
-            "ThrottlingException" | "Throttling" | "TooManyRequestsException" | "SlowDown"
+            "ThrottlingException"
+            | "Throttling"
+            | "TooManyRequestsException"
+            | "SlowDown"
             | "RequestThrottled",
         ) => ErrorClass::Throttled,
         Some(
@@ -156,7 +159,11 @@ mod tests {
             (None, 400, ErrorClass::Other),
         ];
         for (code, status, class) in cases {
-            assert_eq!(service_error_class(code, status), class, "{code:?} {status}");
+            assert_eq!(
+                service_error_class(code, status),
+                class,
+                "{code:?} {status}"
+            );
         }
     }
 }

@@ -24,27 +24,56 @@ fn object(key: &str) -> Result<Message, BadMessage> {
 #[test]
 fn notification_shapes_name_the_object() {
     let direct = s3_notification(KEY, "ObjectCreated:Put").to_string();
-    let sns = json!({"Type": "Notification", "MessageId": "m", "TopicArn": "arn:aws:sns:eu-west-2:1:t",
-                     "Subject": "Amazon S3 Notification", "Message": direct}).to_string();
+    let sns =
+        json!({"Type": "Notification", "MessageId": "m", "TopicArn": "arn:aws:sns:eu-west-2:1:t",
+                     "Subject": "Amazon S3 Notification", "Message": direct})
+        .to_string();
     let eventbridge = json!({"version": "0", "id": "i", "detail-type": "Object Created",
         "source": "aws.s3", "account": "1", "time": "t", "region": "eu-west-2",
         "resources": ["arn:aws:s3:::org-trail"],
         "detail": {"version": "0", "bucket": {"name": "org-trail"},
                    "object": {"key": "a b+c.json.gz", "size": 1}, "reason": "PutObject"}})
     .to_string();
-    let encoded = s3_notification("logs/a+b%2Bc%3A.json.gz", "ObjectCreated:CompleteMultipartUpload")
-        .to_string();
+    let encoded = s3_notification(
+        "logs/a+b%2Bc%3A.json.gz",
+        "ObjectCreated:CompleteMultipartUpload",
+    )
+    .to_string();
     let cases: [(&str, &str, Result<Message, BadMessage>); 10] = [
         ("direct", &direct, object(KEY)),
         ("through SNS", &sns, object(KEY)),
-        ("EventBridge keys are not encoded", &eventbridge, object("a b+c.json.gz")),
+        (
+            "EventBridge keys are not encoded",
+            &eventbridge,
+            object("a b+c.json.gz"),
+        ),
         ("form-encoded key", &encoded, object("logs/a b+c:.json.gz")),
-        ("test event", r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"org-trail"}"#, Ok(Message::Nothing)),
-        ("removal", &s3_notification(KEY, "ObjectRemoved:Delete").to_string(), Ok(Message::Nothing)),
+        (
+            "test event",
+            r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"org-trail"}"#,
+            Ok(Message::Nothing),
+        ),
+        (
+            "removal",
+            &s3_notification(KEY, "ObjectRemoved:Delete").to_string(),
+            Ok(Message::Nothing),
+        ),
         ("not JSON", "hello", Err(BadMessage::NotJson)),
-        ("SNS with text inside", r#"{"Type":"Notification","Message":"hello"}"#, Err(BadMessage::NotJson)),
-        ("another shape", r#"{"foo": 1}"#, Err(BadMessage::Unrecognised)),
-        ("a record without its key", r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"}}}]}"#, Err(BadMessage::Unrecognised)),
+        (
+            "SNS with text inside",
+            r#"{"Type":"Notification","Message":"hello"}"#,
+            Err(BadMessage::NotJson),
+        ),
+        (
+            "another shape",
+            r#"{"foo": 1}"#,
+            Err(BadMessage::Unrecognised),
+        ),
+        (
+            "a record without its key",
+            r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"}}}]}"#,
+            Err(BadMessage::Unrecognised),
+        ),
     ];
     for (what, body, want) in cases {
         assert_eq!(decode(QueueFormat::S3Notification, body), want, "{what}");
@@ -57,13 +86,22 @@ fn eventbridge_api_calls_carry_the_record() {
     let call = json!({"version": "0", "detail-type": API_CALL_DETAIL_TYPE, "source": "aws.ec2",
                       "detail": record.clone()})
     .to_string();
-    let sign_in = json!({"detail-type": "AWS Console Sign In via CloudTrail", "detail": {}}).to_string();
+    let sign_in =
+        json!({"detail-type": "AWS Console Sign In via CloudTrail", "detail": {}}).to_string();
     let no_detail = json!({"detail-type": API_CALL_DETAIL_TYPE}).to_string();
     let cases: [(&str, &str, Result<Message, BadMessage>); 5] = [
         ("API call", &call, Ok(Message::Record(record))),
-        ("another detail-type", &sign_in, Err(BadMessage::OtherDetailType)),
+        (
+            "another detail-type",
+            &sign_in,
+            Err(BadMessage::OtherDetailType),
+        ),
         ("no detail", &no_detail, Err(BadMessage::Unrecognised)),
-        ("an S3 notification on the wrong queue", &s3_notification(KEY, "ObjectCreated:Put").to_string(), Err(BadMessage::Unrecognised)),
+        (
+            "an S3 notification on the wrong queue",
+            &s3_notification(KEY, "ObjectCreated:Put").to_string(),
+            Err(BadMessage::Unrecognised),
+        ),
         ("not JSON", "{", Err(BadMessage::NotJson)),
     ];
     for (what, body, want) in cases {
@@ -75,7 +113,8 @@ fn eventbridge_api_calls_carry_the_record() {
 fn only_other_event_types_are_dropped() {
     let dropped: Vec<_> = BadMessage::ALL.iter().filter(|b| b.is_dropped()).collect();
     assert_eq!(dropped, [&BadMessage::OtherDetailType]);
-    let reasons: std::collections::BTreeSet<_> = BadMessage::ALL.iter().map(|b| b.reason()).collect();
+    let reasons: std::collections::BTreeSet<_> =
+        BadMessage::ALL.iter().map(|b| b.reason()).collect();
     assert_eq!(reasons.len(), BadMessage::ALL.len());
 }
 

@@ -166,7 +166,8 @@ impl TrailBucket {
         settings: &BucketSettings,
         telemetry: Option<Arc<Telemetry>>,
     ) -> Self {
-        let mut conf = aws_sdk_s3::config::Builder::from(base).force_path_style(settings.path_style);
+        let mut conf =
+            aws_sdk_s3::config::Builder::from(base).force_path_style(settings.path_style);
         if let Some(r) = &settings.region {
             conf = conf.region(Region::new(r.clone()));
         }
@@ -327,7 +328,12 @@ impl TrailBucket {
     }
 
     /// Every delivery of the scope made in `[from, to]`.
-    pub async fn plan(&self, scope: &Scope, from: i64, to: i64) -> Result<Vec<String>, RequestError> {
+    pub async fn plan(
+        &self,
+        scope: &Scope,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<String>, RequestError> {
         let mut keys = Vec::new();
         for partition in self.partitions(scope, from, to).await? {
             keys.extend(self.deliveries(&partition, from, to).await?);
@@ -343,7 +349,13 @@ impl TrailBucket {
             key: key.to_string(),
             source,
         };
-        let answer = self.client.get_object().bucket(bucket).key(key).send().await;
+        let answer = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await;
         if let Err(e) = &answer
             && e.as_service_error().is_some_and(|s| s.is_no_such_key())
         {
@@ -581,12 +593,30 @@ mod tests {
             }
         );
         let cases = [
-            ("trail/AWSLogs/222222222222/CloudTrail/us-east-1/2026/01/31/222222222222_CloudTrail_us-east-1_20260131T2355Z_x.json.gz", Some((TrailFolder::Events, "us-east-1"))),
-            ("AWSLogs/o-x/111111111111/CloudTrail-Digest/eu-west-2/2026/12/02/111111111111_CloudTrail-Digest_eu-west-2_org_eu-west-2_20261202T0905Z.json.gz", Some((TrailFolder::Digest, "eu-west-2"))),
-            ("AWSLogs/o-x/111111111111/CloudTrail-Insight/eu-west-2/2026/12/02/f.json.gz", Some((TrailFolder::Insight, "eu-west-2"))),
-            ("AWSLogs/111111111111/Config/eu-west-2/2026/12/02/f.json.gz", None),
-            ("AWSLogs/1111/CloudTrail/eu-west-2/2026/12/02/f.json.gz", None),
-            ("AWSLogs/111111111111/CloudTrail/eu-west-2/2026/12/f.json.gz", None),
+            (
+                "trail/AWSLogs/222222222222/CloudTrail/us-east-1/2026/01/31/222222222222_CloudTrail_us-east-1_20260131T2355Z_x.json.gz",
+                Some((TrailFolder::Events, "us-east-1")),
+            ),
+            (
+                "AWSLogs/o-x/111111111111/CloudTrail-Digest/eu-west-2/2026/12/02/111111111111_CloudTrail-Digest_eu-west-2_org_eu-west-2_20261202T0905Z.json.gz",
+                Some((TrailFolder::Digest, "eu-west-2")),
+            ),
+            (
+                "AWSLogs/o-x/111111111111/CloudTrail-Insight/eu-west-2/2026/12/02/f.json.gz",
+                Some((TrailFolder::Insight, "eu-west-2")),
+            ),
+            (
+                "AWSLogs/111111111111/Config/eu-west-2/2026/12/02/f.json.gz",
+                None,
+            ),
+            (
+                "AWSLogs/1111/CloudTrail/eu-west-2/2026/12/02/f.json.gz",
+                None,
+            ),
+            (
+                "AWSLogs/111111111111/CloudTrail/eu-west-2/2026/12/f.json.gz",
+                None,
+            ),
             ("elsewhere/f.json.gz", None),
         ];
         for (key, want) in cases {
@@ -601,12 +631,18 @@ mod tests {
     #[test]
     fn date_partitions_cover_the_range() {
         let t = |s: &str| parse_rfc3339(s).unwrap();
-        assert_eq!(dates(t("2026-12-02T00:00:00Z"), t("2026-12-02T23:59:59Z")), ["2026/12/02"]);
+        assert_eq!(
+            dates(t("2026-12-02T00:00:00Z"), t("2026-12-02T23:59:59Z")),
+            ["2026/12/02"]
+        );
         assert_eq!(
             dates(t("2026-12-31T23:00:00Z"), t("2027-01-01T00:15:00Z")),
             ["2026/12/31", "2027/01/01"]
         );
-        assert_eq!(dates(t("2024-02-28T12:00:00Z"), t("2024-03-01T00:00:00Z")).len(), 3);
+        assert_eq!(
+            dates(t("2024-02-28T12:00:00Z"), t("2024-03-01T00:00:00Z")).len(),
+            3
+        );
         assert!(dates(10, 5).is_empty());
     }
 
@@ -615,14 +651,20 @@ mod tests {
         let ok = |b: &str, p: &str| Ok((b.to_string(), p.to_string()));
         assert_eq!(parse_url("s3://org-trail"), ok("org-trail", ""));
         assert_eq!(parse_url("s3://org-trail/"), ok("org-trail", ""));
-        assert_eq!(parse_url("s3://org-trail/logs/trail/"), ok("org-trail", "logs/trail"));
+        assert_eq!(
+            parse_url("s3://org-trail/logs/trail/"),
+            ok("org-trail", "logs/trail")
+        );
         assert!(parse_url("org-trail/logs").is_err());
         assert!(parse_url("s3:///logs").is_err());
     }
 
     #[test]
     fn delivery_stamps() {
-        assert_eq!(delivery_stamp("20261202T0905Z"), parse_rfc3339("2026-12-02T09:05:00Z"));
+        assert_eq!(
+            delivery_stamp("20261202T0905Z"),
+            parse_rfc3339("2026-12-02T09:05:00Z")
+        );
         for bad in ["20261202T0905", "2026120T0905Z", "20261302T0905Z", "x"] {
             assert_eq!(delivery_stamp(bad), None, "{bad}");
         }

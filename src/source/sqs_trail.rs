@@ -10,8 +10,8 @@ use aws_config::SdkConfig;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::Region;
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message as SqsMessage,
-    MessageSystemAttributeName, QueueAttributeName,
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    Message as SqsMessage, MessageSystemAttributeName, QueueAttributeName,
 };
 use tracing::{debug, info, warn};
 
@@ -77,7 +77,10 @@ impl QueueConsumer {
         store: Arc<TrailStore>,
         telemetry: Arc<Telemetry>,
     ) -> Self {
-        let region = config.region.clone().or_else(|| queue_region(&config.queue_url));
+        let region = config
+            .region
+            .clone()
+            .or_else(|| queue_region(&config.queue_url));
         let mut conf = aws_sdk_sqs::config::Builder::from(base);
         if let Some(r) = &region {
             conf = conf.region(Region::new(r.clone()));
@@ -169,7 +172,10 @@ impl QueueConsumer {
             .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .send()
             .await;
-        let batch = self.count("ReceiveMessage", answer)?.messages.unwrap_or_default();
+        let batch = self
+            .count("ReceiveMessage", answer)?
+            .messages
+            .unwrap_or_default();
         let o = &self.telemetry.org_trail;
         o.received.inc_by(batch.len() as u64);
         o.lag.set(oldest_age(&batch));
@@ -196,13 +202,20 @@ impl QueueConsumer {
                         .bad_messages
                         .get_or_create(&label("reason", b.reason()))
                         .inc();
-                    if b.is_dropped() { delete.push(m) } else { hold.push(m) }
+                    if b.is_dropped() {
+                        delete.push(m)
+                    } else {
+                        hold.push(m)
+                    }
                 }
                 Outcome::Retry => {}
             }
         }
         let deleted = self.delete(&delete).await;
-        let held = hold.is_empty() || self.hide(&hold, self.visibility.max(BAD_MESSAGE_HOLD)).await;
+        let held = hold.is_empty()
+            || self
+                .hide(&hold, self.visibility.max(BAD_MESSAGE_HOLD))
+                .await;
         deleted && held && !outcomes.contains(&Outcome::Retry)
     }
 
@@ -234,7 +247,12 @@ impl QueueConsumer {
             Ok(Message::Objects(objects)) => self.read_objects(id, &objects).await,
         };
         if let Outcome::Bad(b) = outcome {
-            warn!(message = id, reason = b.reason(), "queue message not used: {}", excerpt(m.body().unwrap_or_default()));
+            warn!(
+                message = id,
+                reason = b.reason(),
+                "queue message not used: {}",
+                excerpt(m.body().unwrap_or_default())
+            );
         }
         outcome
     }
@@ -269,7 +287,11 @@ impl QueueConsumer {
                     let broken = !read.problems.is_empty();
                     records.extend(read.records);
                     problems.extend(read.problems);
-                    if broken { Outcome::Bad(BadMessage::BrokenObject) } else { Outcome::Done }
+                    if broken {
+                        Outcome::Bad(BadMessage::BrokenObject)
+                    } else {
+                        Outcome::Done
+                    }
                 }
                 Err(e @ ObjectError::Missing { .. }) => {
                     warn!(message = id, "{e}");
@@ -337,7 +359,10 @@ impl QueueConsumer {
             .await;
         match self.count("DeleteMessageBatch", answer) {
             Ok(out) => {
-                self.telemetry.org_trail.deleted.inc_by(out.successful().len() as u64);
+                self.telemetry
+                    .org_trail
+                    .deleted
+                    .inc_by(out.successful().len() as u64);
                 for f in out.failed() {
                     warn!(queue = %self.queue_url, code = f.code(), "a message was not deleted (it will come again): {}", f.message().unwrap_or(""));
                 }
@@ -385,7 +410,9 @@ fn oldest_age(batch: &[SqsMessage]) -> f64 {
     batch
         .iter()
         .filter_map(|m| {
-            let sent = m.attributes()?.get(&MessageSystemAttributeName::SentTimestamp)?;
+            let sent = m
+                .attributes()?
+                .get(&MessageSystemAttributeName::SentTimestamp)?;
             sent.parse::<i64>().ok()
         })
         .min()
@@ -395,7 +422,10 @@ fn oldest_age(batch: &[SqsMessage]) -> f64 {
 /// The start of a message body, for a log line (bodies can be large and are not ours).
 fn excerpt(body: &str) -> String {
     let cut = body.char_indices().nth(200).map_or(body.len(), |(i, _)| i);
-    let mut out: String = body[..cut].chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let mut out: String = body[..cut]
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if cut < body.len() {
         out.push('…');
     }
@@ -409,8 +439,14 @@ mod tests {
     #[test]
     fn the_region_comes_from_the_queue_url() {
         let cases = [
-            ("https://sqs.eu-west-2.amazonaws.com/111111111111/org-trail", Some("eu-west-2")),
-            ("https://sqs.us-gov-west-1.amazonaws.com/1/q", Some("us-gov-west-1")),
+            (
+                "https://sqs.eu-west-2.amazonaws.com/111111111111/org-trail",
+                Some("eu-west-2"),
+            ),
+            (
+                "https://sqs.us-gov-west-1.amazonaws.com/1/q",
+                Some("us-gov-west-1"),
+            ),
             ("http://127.0.0.1:5000/123456789012/q", None),
             ("https://vpce-1.sqs.eu-west-2.vpce.amazonaws.com/1/q", None),
             ("not a url", None),
