@@ -90,6 +90,16 @@ fn every_rendered_object_validates_against_its_schema() {
 }
 
 #[test]
+fn one_process_reads_the_queue_even_during_a_rollout() {
+    for overlay in OVERLAYS {
+        let docs = docs(overlay);
+        let spec = &find(&docs, "Deployment")["spec"];
+        assert_eq!(spec["replicas"], 1, "{overlay}");
+        assert_eq!(spec["strategy"]["type"], "Recreate", "{overlay}");
+    }
+}
+
+#[test]
 fn the_pod_is_hardened_and_probed() {
     let docs = docs("base");
     let pod = &find(&docs, "Deployment")["spec"]["template"]["spec"];
