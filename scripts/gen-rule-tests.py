@@ -4,7 +4,8 @@ annotations rendered here from the rule's templates) and cases where it stays si
 
 Run after editing the alert texts or the cases below: python3 scripts/gen-rule-tests.py
 The rendering here is a plain substitution of {{ $labels.x }}, {{ $value }},
-{{ $value | humanizeDuration }} and {{ if eq $labels.x `text` }}...{{ else }}...{{ end }};
+{{ $value | humanizeDuration }}, {{ if eq $labels.x `text` }}...{{ else }}...{{ end }} and
+{{ if $labels.x }}...{{ else }}...{{ end }} (a label set or not);
 promtool's Go templates must agree with it, which is part of what `promtool test rules` checks.
 An annotation whose template does more (a `query`, a `range`) is not rendered here: the case
 gives its expected text (fires(..., annotations={...})), and promtool checks that text.
@@ -242,6 +243,15 @@ CASES = {
         case("silent",
              [("ack_drift_exporter_cloudtrail_lag_seconds", {"account": "178394743802", "region": "eu-west-2"}, "70x30")],
              silent(20)),
+        # The organisation trail's queue: its lag has no account or region.
+        case("fires for the queue",
+             [("ack_drift_exporter_sqs_lag_seconds", {}, "5400x30")],
+             fires(20, "5400")),
+        # A backlog after an outage, over 30 minutes old for 14 minutes (less than the rule's 15),
+        # then an empty queue (0).
+        case("silent for the queue",
+             [("ack_drift_exporter_sqs_lag_seconds", {}, "5400-250x15 0x15")],
+             silent(14), silent(25)),
     ],
     "AckExporterKubeWatchFailing": [
         case("fires",
@@ -287,10 +297,13 @@ def humanize_duration(v):
 # {{ if eq $labels.x `text` }}A{{ else }}B{{ end }}, with no other if/else/end/range/with in A or B.
 _BRANCH = r"((?:(?!\{\{ (?:if|else|end|range|with)\b).)*)"
 IF_EQ = re.compile(r"\{\{ if eq \$labels\.(\w+) `([^`]*)` \}\}" + _BRANCH + r"\{\{ else \}\}" + _BRANCH + r"\{\{ end \}\}")
+# {{ if $labels.x }}A{{ else }}B{{ end }}: Go's templates take a missing label as "", which is false.
+IF_SET = re.compile(r"\{\{ if \$labels\.(\w+) \}\}" + _BRANCH + r"\{\{ else \}\}" + _BRANCH + r"\{\{ end \}\}")
 
 
 def render(template, labels, value):
     t = IF_EQ.sub(lambda m: m.group(3) if labels.get(m.group(1), "") == m.group(2) else m.group(4), template)
+    t = IF_SET.sub(lambda m: m.group(2) if labels.get(m.group(1), "") else m.group(3), t)
     t = re.sub(r"\{\{ \$value \| humanizeDuration \}\}", humanize_duration(value), t)
     t = t.replace("{{ $value }}", value)
     return re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels.get(m.group(1), ""), t)
