@@ -8,10 +8,8 @@
 //! Run: `cargo bench --bench org_trail` (`RECORDS=…` to change the 300 000).
 
 #[path = "../tests/support/moto.rs"]
-#[allow(dead_code)]
 mod moto;
 #[path = "../tests/support/org_trail.rs"]
-#[allow(dead_code)]
 mod org_trail;
 #[path = "support/scrape_client.rs"]
 mod scrape_client;
@@ -79,7 +77,10 @@ fn until(port: u16, started: Instant, done: impl Fn(&str) -> bool) -> (Duration,
         if done(&text) {
             return (started.elapsed(), text);
         }
-        assert!(started.elapsed() < Duration::from_secs(600), "not done in 10 minutes");
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "not done in 10 minutes"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -89,7 +90,11 @@ fn write_config(dir: &Path, queue: &str, backfill: bool) -> PathBuf {
     if backfill {
         yaml.push_str(&format!("  s3:\n    bucket: {BUCKET}\n"));
     }
-    let path = dir.join(if backfill { "backfill.yaml" } else { "queue.yaml" });
+    let path = dir.join(if backfill {
+        "backfill.yaml"
+    } else {
+        "queue.yaml"
+    });
     std::fs::write(&path, yaml).unwrap();
     path
 }
@@ -114,7 +119,10 @@ fn report(what: &str, f: &Figures, took: Duration, extra: &str) -> f64 {
 }
 
 fn main() {
-    let records: usize = std::env::var("RECORDS").ok().and_then(|r| r.parse().ok()).unwrap_or(300_000);
+    let records: usize = std::env::var("RECORDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(300_000);
     let bin = scrape_client::release_binary();
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-org-trail");
     let _ = std::fs::remove_dir_all(&dir);
@@ -144,9 +152,15 @@ fn main() {
     let etags = moto.put_objects(BUCKET, &objects);
     moto_floor(&moto, &objects, &f);
     let queue_rate = through_the_queue(&bin, &moto, &trail, &objects, &etags, &queue, &dir, &f);
-    println!("queue / --cloudtrail-dir throughput: {:.3}", queue_rate / dir_rate);
+    println!(
+        "queue / --cloudtrail-dir throughput: {:.3}",
+        queue_rate / dir_rate
+    );
     let backfill_rate = backfill(&bin, &moto, &trail, &queue, &dir, &f);
-    println!("backfill / --cloudtrail-dir throughput: {:.3}", backfill_rate / dir_rate);
+    println!(
+        "backfill / --cloudtrail-dir throughput: {:.3}",
+        backfill_rate / dir_rate
+    );
 }
 
 /// `audit --cloudtrail-dir` on the same files, as the process's wall time.
@@ -161,7 +175,10 @@ fn audit_files(bin: &Path, cluster: &Path, trail: &Path, f: &Figures) -> f64 {
         .unwrap();
     let took = started.elapsed();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("audit JSON");
-    assert_eq!(v["cloudtrail"]["events"], f.records, "the audit counts every record");
+    assert_eq!(
+        v["cloudtrail"]["events"], f.records,
+        "the audit counts every record"
+    );
     report("audit --cloudtrail-dir (the files on disk)", f, took, "")
 }
 
@@ -184,7 +201,12 @@ fn moto_floor(moto: &Moto, objects: &[(String, Vec<u8>)], f: &Figures) {
         let total: usize = reads.collect::<Vec<_>>().await.iter().sum();
         assert_eq!(total as f64, f.mib * 1024.0 * 1024.0);
     });
-    report("moto alone: GetObject of every object, 4 at a time", f, started.elapsed(), "");
+    report(
+        "moto alone: GetObject of every object, 4 at a time",
+        f,
+        started.elapsed(),
+        "",
+    );
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -222,7 +244,13 @@ fn through_the_queue(
     let hwm = scrape_client::proc_mib(child.id(), "VmHWM:");
     let rss = scrape_client::proc_mib(child.id(), "VmRSS:");
     let op = |o: &str| {
-        sum(&text, &format!("ack_drift_exporter_aws_requests_total{{service=\"{}\",operation=\"{o}\"}}", if o == "GetObject" { "s3" } else { "sqs" }))
+        sum(
+            &text,
+            &format!(
+                "ack_drift_exporter_aws_requests_total{{service=\"{}\",operation=\"{o}\"}}",
+                if o == "GetObject" { "s3" } else { "sqs" }
+            ),
+        )
     };
     let extra = format!(
         ", {:.1} messages/s (sending them took {:.2} s); RSS {rss:.0} MiB, peak {hwm:.0} MiB; GetObject per object {:.2}; receives {}, DeleteMessageBatch {}",
@@ -232,14 +260,29 @@ fn through_the_queue(
         op("ReceiveMessage"),
         op("DeleteMessageBatch"),
     );
-    let rate = report("serve through SQS (send, receive, GetObject, ingest, delete, publish)", f, took, &extra);
-    assert_eq!(sum(&text, "ack_drift_exporter_cloudtrail_bad_messages_total"), 0.0);
+    let rate = report(
+        "serve through SQS (send, receive, GetObject, ingest, delete, publish)",
+        f,
+        took,
+        &extra,
+    );
+    assert_eq!(
+        sum(&text, "ack_drift_exporter_cloudtrail_bad_messages_total"),
+        0.0
+    );
     let _ = child.kill();
     let _ = child.wait();
     rate
 }
 
-fn backfill(bin: &Path, moto: &Moto, _trail: &OrgTrail, queue: &str, dir: &Path, f: &Figures) -> f64 {
+fn backfill(
+    bin: &Path,
+    moto: &Moto,
+    _trail: &OrgTrail,
+    queue: &str,
+    dir: &Path,
+    f: &Figures,
+) -> f64 {
     let port = free_port();
     let config = write_config(dir, queue, true);
     let started = Instant::now();
@@ -247,13 +290,25 @@ fn backfill(bin: &Path, moto: &Moto, _trail: &OrgTrail, queue: &str, dir: &Path,
     scrape_client::wait_ready(port);
     let took = started.elapsed();
     let text = metrics(port);
-    assert_eq!(sum(&text, "ack_drift_cloudtrail_events_total"), f.records as f64, "ready after the whole backfill");
+    assert_eq!(
+        sum(&text, "ack_drift_cloudtrail_events_total"),
+        f.records as f64,
+        "ready after the whole backfill"
+    );
     let hwm = scrape_client::proc_mib(child.id(), "VmHWM:");
     let extra = format!(
         ", ListObjectsV2 {}, peak RSS {hwm:.0} MiB",
-        sum(&text, "ack_drift_exporter_aws_requests_total{service=\"s3\",operation=\"ListObjectsV2\"}")
+        sum(
+            &text,
+            "ack_drift_exporter_aws_requests_total{service=\"s3\",operation=\"ListObjectsV2\"}"
+        )
     );
-    let rate = report("serve's backfill from the bucket at start (start to /readyz)", f, took, &extra);
+    let rate = report(
+        "serve's backfill from the bucket at start (start to /readyz)",
+        f,
+        took,
+        &extra,
+    );
     let _ = child.kill();
     let _ = child.wait();
     rate

@@ -539,23 +539,44 @@ cloudtrail:
         assert_eq!(q.format, QueueFormat::Eventbridge);
         assert!(!q.insight_events);
         let b = c.cloudtrail.s3.unwrap();
-        assert_eq!((b.bucket.as_str(), b.prefix.as_str()), ("org-trail", "logs/"));
+        assert_eq!(
+            (b.bucket.as_str(), b.prefix.as_str()),
+            ("org-trail", "logs/")
+        );
         assert!(b.accounts.admits("222222222222") && !b.accounts.admits("333333333333"));
         assert!(b.regions.admits("eu-west-2"));
         assert!(b.path_style);
         let q = Config::parse("cloudtrail:\n  sqs:\n    queue_url: https://q/1/x\n").unwrap();
-        assert_eq!(q.cloudtrail.sqs.unwrap().format, QueueFormat::S3Notification);
+        assert_eq!(
+            q.cloudtrail.sqs.unwrap().format,
+            QueueFormat::S3Notification
+        );
     }
 
     #[test]
     fn organisation_trail_mistakes_are_named() {
         let cases = [
-            ("cloudtrail:\n  accounts: auto\n  sqs:\n    queue_url: https://q/1/x\n", "two ways"),
-            ("cloudtrail:\n  sqs:\n    queue_url: org-trail\n", "queue's URL"),
-            ("cloudtrail:\n  sqs:\n    queue_url: https://q/1/x\n    format: cloudwatch\n", "cloudwatch"),
+            (
+                "cloudtrail:\n  accounts: auto\n  sqs:\n    queue_url: https://q/1/x\n",
+                "two ways",
+            ),
+            (
+                "cloudtrail:\n  sqs:\n    queue_url: org-trail\n",
+                "queue's URL",
+            ),
+            (
+                "cloudtrail:\n  sqs:\n    queue_url: https://q/1/x\n    format: cloudwatch\n",
+                "cloudwatch",
+            ),
             ("cloudtrail:\n  s3:\n    bucket: org-trail/logs\n", "prefix"),
-            ("cloudtrail:\n  s3:\n    bucket: b\n    accounts: [\"1234\"]\n", "12-digit"),
-            ("cloudtrail:\n  s3:\n    bucket: b\n    bucket_region: x\n", "bucket_region"),
+            (
+                "cloudtrail:\n  s3:\n    bucket: b\n    accounts: [\"1234\"]\n",
+                "12-digit",
+            ),
+            (
+                "cloudtrail:\n  s3:\n    bucket: b\n    bucket_region: x\n",
+                "bucket_region",
+            ),
         ];
         for (text, says) in cases {
             let e = Config::parse(text).unwrap_err();
