@@ -119,6 +119,9 @@ fn delivery_stamp(s: &str) -> Option<i64> {
 /// The `YYYY/MM/DD` partitions (UTC) a delivery range touches, oldest first.
 pub fn dates(from: i64, to: i64) -> Vec<String> {
     let mut out = Vec::new();
+    if from > to {
+        return out;
+    }
     let mut day = from.div_euclid(86_400);
     while day <= to.div_euclid(86_400) {
         out.push(format_rfc3339(day * 86_400)[..10].replace('-', "/"));
