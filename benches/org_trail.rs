@@ -156,7 +156,7 @@ fn main() {
         "queue / --cloudtrail-dir throughput: {:.3}",
         queue_rate / dir_rate
     );
-    let backfill_rate = backfill(&bin, &moto, &trail, &queue, &dir, &f);
+    let backfill_rate = backfill(&bin, &moto, &queue, &dir, &f);
     println!(
         "backfill / --cloudtrail-dir throughput: {:.3}",
         backfill_rate / dir_rate
@@ -275,14 +275,7 @@ fn through_the_queue(
     rate
 }
 
-fn backfill(
-    bin: &Path,
-    moto: &Moto,
-    _trail: &OrgTrail,
-    queue: &str,
-    dir: &Path,
-    f: &Figures,
-) -> f64 {
+fn backfill(bin: &Path, moto: &Moto, queue: &str, dir: &Path, f: &Figures) -> f64 {
     let port = free_port();
     let config = write_config(dir, queue, true);
     let started = Instant::now();

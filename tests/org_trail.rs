@@ -601,23 +601,16 @@ fn assert_truth(got: &Truth, want: &Truth) {
 
 /// A config reading the queue (and the bucket, when `backfill`), with a window covering the
 /// whole generated span.
-fn serve_config(
-    dir: &std::path::Path,
-    moto: &Moto,
-    queue: &str,
-    format: &str,
-    backfill: bool,
-) -> String {
+fn serve_config(dir: &std::path::Path, queue: &str, format: &str, backfill: bool) -> String {
+    // The generated span is 6 h.
     let mut yaml = format!(
-        "cloudtrail:\n  window: {}h\n  sqs:\n    queue_url: {queue}\n    format: {format}\n",
-        7
+        "cloudtrail:\n  window: 7h\n  sqs:\n    queue_url: {queue}\n    format: {format}\n"
     );
     if backfill {
         yaml.push_str(&format!(
             "  s3:\n    bucket: {BUCKET}\n    accounts: auto\n    regions: auto\n"
         ));
     }
-    let _ = moto;
     let path = dir.join("config.yaml");
     std::fs::write(&path, yaml).unwrap();
     path.to_str().unwrap().to_string()
@@ -752,7 +745,7 @@ fn serve_reads_every_delivery_the_queue_announces_exactly_once() {
     // Half before the exporter starts, the rest (and the poison) while it runs: late ones.
     let (early, late) = good.split_at(good.len() / 2);
     moto.send_all(&queue, early);
-    let config = serve_config(&dir, &moto, &queue, "s3_notification", false);
+    let config = serve_config(&dir, &queue, "s3_notification", false);
     let server = start_serve(&moto, &dir.join("cluster"), &config);
     server.wait_ready();
     moto.send_all(&queue, late);
@@ -820,7 +813,7 @@ fn a_killed_exporter_restarts_from_the_bucket_and_loses_nothing() {
     let objects = trail.objects("");
     let etags = moto.put_objects(BUCKET, &objects);
     moto.send_all(&queue, &notifications_of(&trail, &objects, &etags));
-    let config = serve_config(&dir, &moto, &queue, "s3_notification", true);
+    let config = serve_config(&dir, &queue, "s3_notification", true);
 
     let first = start_serve(&moto, &dir.join("cluster"), &config);
     let third = objects.len() as u64 / 3;
