@@ -10,7 +10,7 @@ use crate::evaluate::{self, Evaluation};
 use crate::model::{ClusterSnapshot, ParseError};
 use crate::source::aws::RequestError;
 use crate::source::s3_trail::{self, RangeQuery};
-use crate::source::{kube_dir, trail_dir};
+use crate::source::{kube_dir, trail_dir, trail_file};
 use crate::state::trail::TrailTally;
 
 /// Where a cluster dump or a trail archive comes from.
@@ -121,10 +121,10 @@ pub fn read_trail(
         Input::Embedded(files) => {
             let mut errors = Vec::new();
             for (name, bytes) in files {
-                let (_, e) = trail_dir::read_named(&format!("demo:{name}"), bytes, &mut |r| {
+                let read = trail_file::read_named(&format!("demo:{name}"), bytes, &mut |r| {
                     tally.ingest(r);
                 });
-                errors.extend(e);
+                errors.extend(read.errors);
             }
             Ok((files.len(), errors))
         }

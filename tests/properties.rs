@@ -11,9 +11,10 @@ use ack_drift_exporter::model::controller::parse_feature_gates;
 use ack_drift_exporter::model::controller::{expand_vars, parse_flags};
 use ack_drift_exporter::model::object::classify;
 use ack_drift_exporter::model::trail::parse_record;
+use ack_drift_exporter::model::trail_json::parse_record_text;
 use ack_drift_exporter::model::user_agent;
 use ack_drift_exporter::source::kube_dir::{DocumentError, parse_documents, split_yaml_documents};
-use ack_drift_exporter::source::trail_dir::parse_trail_bytes;
+use ack_drift_exporter::source::trail_file::parse_trail_bytes;
 
 const UA: &str = "aws-controllers-k8s/ec2.services.k8s.aws-1.2.0 (GitCommit/3ac4413514ef474d875bedd42725eebe2015d647; BuildDate/2024-01-04T11:50; CRDKind/SecurityGroup; CRDVersion/v1alpha1) aws-sdk-go/1.49.0 (go1.21.5; linux; amd64)";
 
@@ -132,9 +133,9 @@ proptest! {
     #[test]
     fn trail_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         let mut n = 0u64;
-        let (records, errors) = parse_trail_bytes("fuzz.json", &bytes, &mut |_| n += 1);
-        prop_assert_eq!(records, n);
-        for e in errors {
+        let read = parse_trail_bytes("fuzz.json", &bytes, &mut |_| n += 1);
+        prop_assert_eq!(read.records, n);
+        for e in read.errors {
             prop_assert_eq!(e.file.as_str(), "fuzz.json");
         }
     }
@@ -148,13 +149,40 @@ proptest! {
         };
         let bytes = serde_json::to_vec(&doc).unwrap();
         let mut n = 0u64;
-        let (records, _) = parse_trail_bytes("fuzz.json", &bytes, &mut |_| n += 1);
-        prop_assert_eq!(records, n);
+        let read = parse_trail_bytes("fuzz.json", &bytes, &mut |_| n += 1);
+        prop_assert_eq!(read.records, n);
     }
 
     #[test]
     fn records_never_panic(v in json_value()) {
         let _ = parse_record(&v);
+    }
+
+    #[test]
+    fn a_record_read_from_its_text_is_the_record_read_from_its_value(
+        fields in prop::collection::btree_map(
+            prop_oneof![
+                Just("eventID"), Just("eventTime"), Just("eventSource"), Just("eventName"),
+                Just("awsRegion"), Just("recipientAccountId"), Just("userIdentity"),
+                Just("errorCode"), Just("sharedEventID"), Just("userAgent"),
+                Just("requestParameters"), Just("resources"), Just("other"),
+            ],
+            prop_oneof![
+                json_value(),
+                Just(Value::String("2024-01-05T08:00:00Z".into())),
+                Just(Value::String(UA.into())),
+                Just(serde_json::json!({"accountId": "111122223333", "type": "AWSAccount"})),
+                Just(serde_json::json!({"roleArn": "arn:aws:iam::444455556666:role/r"})),
+                Just(Value::String("a\"b\\c\u{e9}".into())),
+            ],
+            0..13,
+        ),
+    ) {
+        // The exporter reads trail files straight from the text; the `Value` reading is the
+        // plain one every other source uses. Both must give the same record or reason.
+        let v = Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
+        let text = v.to_string();
+        prop_assert_eq!(parse_record_text(&text), parse_record(&v), "{}", text);
     }
 
     #[test]

@@ -306,3 +306,53 @@ fn a_missing_folder_is_a_usage_error() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("/nonexistent/trail"));
 }
+
+#[test]
+fn any_number_of_readers_hands_on_the_same_records_in_the_same_order() {
+    use ack_drift_exporter::source::trail_dir::read_trail_dir_with;
+    let dir = common::scratch("trail-readers");
+    let files = json_files(&real());
+    let mut written = 0u64;
+    for (i, f) in files.iter().enumerate() {
+        let bytes = std::fs::read(f).unwrap();
+        written += records_of(f).len() as u64;
+        // Alternate plain and gzipped, in nested folders, so readers meet both.
+        let sub = dir.join(format!("{:02}", i % 3));
+        std::fs::create_dir_all(&sub).unwrap();
+        if i % 2 == 0 {
+            std::fs::write(sub.join(format!("{i}.json")), &bytes).unwrap();
+        } else {
+            std::fs::write(sub.join(format!("{i}.json.gz")), gzip(&bytes)).unwrap();
+        }
+    }
+    // One file longer than a reader's batch of records, with fresh eventIDs.
+    let mut all: Vec<Value> = files.iter().flat_map(|f| records_of(f)).collect();
+    for (n, r) in all.iter_mut().enumerate() {
+        r["eventID"] = Value::String(format!("big-{n}"));
+    }
+    written += all.len() as u64;
+    let big = serde_json::to_vec(&serde_json::json!({ "Records": all })).unwrap();
+    std::fs::write(dir.join("01/big.json.gz"), gzip(&big)).unwrap();
+    // Damage among the good files: its problem must come at its place in the order too.
+    std::fs::write(dir.join("01/zz-broken.json"), b"{\"Records\": [1, ").unwrap();
+    let read = |readers: usize| {
+        let mut records = Vec::new();
+        let report = read_trail_dir_with(&dir, readers, &mut |r| records.push(r)).unwrap();
+        (records, report)
+    };
+    let (one, one_report) = read(1);
+    assert_eq!(one.len() as u64, written, "one reader read every record");
+    assert_eq!(one_report.records, written);
+    assert_eq!(one_report.files, files.len() + 2);
+    assert_eq!(one_report.errors.len(), 2, "{:?}", one_report.errors);
+    for readers in [2, 3, 8] {
+        let (many, report) = read(readers);
+        assert!(
+            many == one,
+            "{readers} readers changed the records or their order"
+        );
+        assert_eq!(report.records, one_report.records);
+        assert_eq!(report.files, one_report.files);
+        assert_eq!(report.errors, one_report.errors, "{readers} readers");
+    }
+}

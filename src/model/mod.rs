@@ -9,6 +9,7 @@ pub mod object;
 pub mod runtime_version;
 pub mod time;
 pub mod trail;
+pub mod trail_json;
 pub mod user_agent;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,7 +1,10 @@
 //! One CloudTrail record, reduced to what classification and attribution need.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::account::arn_account;
 use super::user_agent::{self, AckUserAgent};
@@ -47,71 +50,152 @@ pub fn normalize_error_code(code: &str) -> &str {
         .unwrap_or(code)
 }
 
-fn str_at<'v>(v: &'v Value, pointer: &str) -> Option<&'v str> {
+/// A record's fields as classification reads them, borrowed from wherever the record was
+/// parsed: a `Value` ([`RecordFields::from_value`]) or JSON text read without building one
+/// (`model::trail_json`). Only string values count; a field of another type is absent.
+#[derive(Debug, Default)]
+pub struct RecordFields<'a> {
+    pub event_id: Option<Cow<'a, str>>,
+    pub event_time: Option<Cow<'a, str>>,
+    pub event_source: Option<Cow<'a, str>>,
+    pub event_name: Option<Cow<'a, str>>,
+    pub aws_region: Option<Cow<'a, str>>,
+    pub recipient_account_id: Option<Cow<'a, str>>,
+    /// `userIdentity.accountId`, `userIdentity.type`.
+    pub caller_account: Option<Cow<'a, str>>,
+    pub caller_type: Option<Cow<'a, str>>,
+    pub error_code: Option<Cow<'a, str>>,
+    pub shared_event_id: Option<Cow<'a, str>>,
+    pub user_agent: Option<Cow<'a, str>>,
+    /// Read only for ACK callers, so kept unparsed until then.
+    pub request_parameters: Option<Json<'a>>,
+    pub resources: Option<Json<'a>>,
+}
+
+/// A JSON value either already parsed or still text.
+#[derive(Debug, Clone, Copy)]
+pub enum Json<'a> {
+    Value(&'a Value),
+    Raw(&'a RawValue),
+}
+
+impl<'a> Json<'a> {
+    /// The value, parsed when it was still text (`None` if that text is not JSON).
+    fn parsed(self) -> Option<Cow<'a, Value>> {
+        match self {
+            Json::Value(v) => Some(Cow::Borrowed(v)),
+            Json::Raw(raw) => serde_json::from_str(raw.get()).ok().map(Cow::Owned),
+        }
+    }
+}
+
+fn str_at<'v>(v: &'v Value, pointer: &str) -> Option<Cow<'v, str>> {
     v.pointer(pointer)
         .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
+        .map(Cow::Borrowed)
+}
+
+impl<'a> RecordFields<'a> {
+    pub fn from_value(v: &'a Value) -> Self {
+        RecordFields {
+            event_id: str_at(v, "/eventID"),
+            event_time: str_at(v, "/eventTime"),
+            event_source: str_at(v, "/eventSource"),
+            event_name: str_at(v, "/eventName"),
+            aws_region: str_at(v, "/awsRegion"),
+            recipient_account_id: str_at(v, "/recipientAccountId"),
+            caller_account: str_at(v, "/userIdentity/accountId"),
+            caller_type: str_at(v, "/userIdentity/type"),
+            error_code: str_at(v, "/errorCode"),
+            shared_event_id: str_at(v, "/sharedEventID"),
+            user_agent: str_at(v, "/userAgent"),
+            request_parameters: v.get("requestParameters").map(Json::Value),
+            resources: v.get("resources").map(Json::Value),
+        }
+    }
+}
+
+/// A present, non-empty string field.
+fn text<'f>(field: &'f Option<Cow<'_, str>>) -> Option<&'f str> {
+    field.as_deref().filter(|s| !s.is_empty())
 }
 
 /// Reads one record. Errors say what is missing; the caller adds file and position.
 pub fn parse_record(v: &Value) -> Result<TrailRecord, String> {
     if !v.is_object() {
-        return Err("record is not a JSON object".into());
+        return Err(NOT_AN_OBJECT.into());
     }
-    let event_id = str_at(v, "/eventID").ok_or("record without eventID; skipped")?;
-    let time_text = str_at(v, "/eventTime").ok_or("record without eventTime; skipped")?;
+    record_from_fields(&RecordFields::from_value(v))
+}
+
+pub const NOT_AN_OBJECT: &str = "record is not a JSON object";
+
+/// The one place a record's fields become a [`TrailRecord`], whichever way they were read.
+pub fn record_from_fields(f: &RecordFields) -> Result<TrailRecord, String> {
+    let event_id = text(&f.event_id).ok_or("record without eventID; skipped")?;
+    let time_text = text(&f.event_time).ok_or("record without eventTime; skipped")?;
     let event_time = super::time::parse_rfc3339(time_text)
         .ok_or_else(|| format!("eventTime {time_text:?} is not an RFC 3339 time; skipped"))?;
-    let source = str_at(v, "/eventSource").unwrap_or("");
+    let source = text(&f.event_source).unwrap_or("");
     let service = source.strip_suffix(".amazonaws.com").unwrap_or(source);
-    let caller_account = str_at(v, "/userIdentity/accountId").map(String::from);
-    let account = str_at(v, "/recipientAccountId")
+    let caller_account = text(&f.caller_account).map(String::from);
+    let account = text(&f.recipient_account_id)
         .map(String::from)
         .or_else(|| caller_account.clone())
         .unwrap_or_default();
-    let event_name = str_at(v, "/eventName").unwrap_or("").to_string();
-    let ack = str_at(v, "/userAgent").and_then(user_agent::parse);
-    let assumed_role_arn = if event_name == "AssumeRole" {
-        str_at(v, "/requestParameters/roleArn").map(String::from)
-    } else {
-        None
-    };
+    let event_name = text(&f.event_name).unwrap_or("").to_string();
+    let ack = text(&f.user_agent).and_then(user_agent::parse);
     let mut record = TrailRecord {
         event_id: event_id.to_string(),
         event_time,
         service: service.to_string(),
         event_name,
-        region: str_at(v, "/awsRegion").unwrap_or("").to_string(),
+        region: text(&f.aws_region).unwrap_or("").to_string(),
         account,
         caller_account,
-        caller_type: str_at(v, "/userIdentity/type").map(String::from),
-        error_code: str_at(v, "/errorCode").map(|c| normalize_error_code(c).to_string()),
-        shared_event_id: str_at(v, "/sharedEventID").map(String::from),
+        caller_type: text(&f.caller_type).map(String::from),
+        error_code: text(&f.error_code).map(|c| normalize_error_code(c).to_string()),
+        shared_event_id: text(&f.shared_event_id).map(String::from),
         ack,
-        assumed_role_arn,
+        assumed_role_arn: None,
         request_values: Vec::new(),
         namespace_tag: None,
     };
+    if record.event_name == "AssumeRole" {
+        record.assumed_role_arn = f.request_parameters.and_then(Json::parsed).and_then(|p| {
+            p.get("roleArn")?
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+        });
+    }
     if record.ack.is_some() {
-        if let Some(params) = v.get("requestParameters") {
-            collect_strings(
-                params,
-                &mut record.request_values,
-                &mut record.namespace_tag,
-                0,
-            );
-        }
-        if let Some(resources) = v.get("resources").and_then(Value::as_array) {
-            for r in resources {
-                if let Some(arn) = r.get("ARN").and_then(Value::as_str) {
-                    record.request_values.push(arn.to_string());
-                }
-            }
-        }
-        record.request_values.sort();
-        record.request_values.dedup();
+        collect_request_values(f, &mut record);
     }
     Ok(record)
+}
+
+/// For ACK callers: the string leaves of `requestParameters` and `resources[].ARN`.
+fn collect_request_values(f: &RecordFields, record: &mut TrailRecord) {
+    if let Some(params) = f.request_parameters.and_then(Json::parsed) {
+        collect_strings(
+            &params,
+            &mut record.request_values,
+            &mut record.namespace_tag,
+            0,
+        );
+    }
+    if let Some(resources) = f.resources.and_then(Json::parsed)
+        && let Some(resources) = resources.as_array()
+    {
+        for r in resources {
+            if let Some(arn) = r.get("ARN").and_then(Value::as_str) {
+                record.request_values.push(arn.to_string());
+            }
+        }
+    }
+    record.request_values.sort();
+    record.request_values.dedup();
 }
 
 /// Every string leaf, at any depth; a `{key|Key: services.k8s.aws/namespace, value|Value: ns}`

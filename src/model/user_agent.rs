@@ -5,6 +5,10 @@
 //! (older builds: `aws-controller-k8s/`). CloudTrail cuts `userAgent` at 1 KB, so a field
 //! counts only when its `;` or `)` terminator survived.
 
+use std::sync::LazyLock;
+
+use memchr::memmem;
+
 /// What an ACK user agent says about the caller.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AckUserAgent {
@@ -18,12 +22,24 @@ pub struct AckUserAgent {
 
 const PREFIXES: [&str; 2] = ["aws-controllers-k8s/", "aws-controller-k8s/"];
 
+/// What both prefixes start with: one search per user agent finds either (every record has
+/// a user agent, few are ACK's).
+static STEM: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new("aws-controller"));
+
+/// The first place either prefix starts, and which.
+fn find_prefix(ua: &str) -> Option<(usize, &'static str)> {
+    STEM.find_iter(ua.as_bytes()).find_map(|i| {
+        PREFIXES
+            .iter()
+            .find(|p| ua[i..].starts_with(*p))
+            .map(|p| (i, *p))
+    })
+}
+
 /// Parses the ACK part of a user agent; `None` when the caller is not an ACK controller.
 pub fn parse(ua: &str) -> Option<AckUserAgent> {
-    let (start, prefix) = PREFIXES
-        .iter()
-        .filter_map(|p| ua.find(p).map(|i| (i, *p)))
-        .min_by_key(|(i, _)| *i)?;
+    let (start, prefix) = find_prefix(ua)?;
     let rest = &ua[start + prefix.len()..];
     let token_end = rest.find([' ', '(']).unwrap_or(rest.len());
     let token = &rest[..token_end];

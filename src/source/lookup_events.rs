@@ -28,7 +28,8 @@ use tracing::{debug, info, warn};
 
 use super::aws::{self, ErrorClass, error_text};
 use crate::model::ParseError;
-use crate::model::trail::{LookupPlan, parse_record};
+use crate::model::trail::LookupPlan;
+use crate::model::trail_json::RecordElement;
 use crate::state::trail::TrailStore;
 use crate::telemetry::{Telemetry, label, labels};
 
@@ -425,9 +426,9 @@ impl AccountRegion {
             let id = e.event_id().unwrap_or("?");
             let parsed = match e.cloud_trail_event() {
                 None => Err("event without CloudTrailEvent".to_string()),
-                Some(text) => serde_json::from_str(text)
+                Some(text) => serde_json::from_str::<RecordElement>(text)
                     .map_err(|err| format!("CloudTrailEvent is not JSON: {err}"))
-                    .and_then(|v| parse_record(&v)),
+                    .and_then(RecordElement::into_record),
             };
             match parsed {
                 Ok(r) => records.push(r),

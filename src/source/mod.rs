@@ -8,3 +8,4 @@ pub mod queue_message;
 pub mod s3_trail;
 pub mod sqs_trail;
 pub mod trail_dir;
+pub mod trail_file;

@@ -11,7 +11,7 @@ use aws_sdk_s3::config::Region;
 use futures_util::StreamExt;
 
 use super::aws::{self, RequestError};
-use super::trail_dir;
+use super::{trail_dir, trail_file};
 use crate::config::Folders;
 use crate::model::ParseError;
 use crate::model::account::is_account_id;
@@ -386,7 +386,7 @@ impl TrailBucket {
         let key = key.to_string();
         let parsed = tokio::task::spawn_blocking(move || {
             let mut records = Vec::new();
-            let (_, problems) = trail_dir::read_named(&name, &raw, &mut |r| records.push(r));
+            let problems = trail_file::read_named(&name, &raw, &mut |r| records.push(r)).errors;
             ObjectRead {
                 key,
                 bytes: raw.len() as u64,

@@ -1,23 +1,21 @@
-//! The offline CloudTrail source: a folder of trail files, read recursively.
-//!
-//! Three shapes: S3 deliveries `{"Records": [...]}` (`.json` or `.json.gz`), bare arrays of
-//! records, and saved `aws cloudtrail lookup-events` output (`{"Events": [...]}` whose
-//! `CloudTrailEvent` strings hold the records). Records are handed on one at a time as the
-//! JSON is read, so memory does not grow with the archive.
+//! The offline CloudTrail source: a folder of trail files (`.json`, `.json.gz`), read
+//! recursively, several files at a time (one per core the process may use), and handed on
+//! in the folder's order, so the result does not depend on how many cores read it. Memory is
+//! bounded: each reader holds one file and a few batches of records.
 
-use std::fmt;
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::Value;
-
 use crate::model::ParseError;
-use crate::model::trail::{TrailRecord, parse_record};
+use crate::model::trail::TrailRecord;
+use crate::source::trail_file::{self, FileRead};
 
-/// Decompressed bytes above which a file is parsed from a stream instead of from memory.
-const IN_MEMORY_LIMIT: usize = 256 * 1024 * 1024;
+/// Records handed from a reader to the caller at a time.
+const BATCH: usize = 2048;
+/// Batches a reader may have waiting before it waits itself.
+const BATCHES_AHEAD: usize = 8;
 
 /// What reading a folder gave, besides the records.
 #[derive(Debug, Default)]
@@ -27,24 +25,134 @@ pub struct TrailDirReport {
     pub errors: Vec<ParseError>,
 }
 
-/// Reads every trail file under `dir`, calling `sink` for each good record.
+impl TrailDirReport {
+    fn add(&mut self, read: FileRead) {
+        self.files += 1;
+        self.records += read.records;
+        self.errors.extend(read.errors);
+    }
+}
+
+/// Reads every trail file under `dir` on every core the process may use (its CPU affinity
+/// and quota: `taskset -c 0` makes it one), calling `sink` for each good record.
 ///
 /// Fails only when `dir` cannot be listed; everything below it is best effort.
 pub fn read_trail_dir(
     dir: &Path,
     sink: &mut dyn FnMut(TrailRecord),
 ) -> std::io::Result<TrailDirReport> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    read_trail_dir_with(dir, cores, sink)
+}
+
+/// [`read_trail_dir`] with `readers` files read at a time; the records and problems come in
+/// the same order whatever `readers` is.
+pub fn read_trail_dir_with(
+    dir: &Path,
+    readers: usize,
+    sink: &mut dyn FnMut(TrailRecord),
+) -> std::io::Result<TrailDirReport> {
     let mut files = Vec::new();
     let mut report = TrailDirReport::default();
     list(dir, &mut files, &mut report.errors)?;
     let mut progress = Progress::new(files.len());
-    for file in &files {
-        read_file(file, sink, &mut report);
-        report.files += 1;
+    let mut on_file = |read: FileRead| {
+        report.add(read);
         progress.tick(report.files, report.records);
+    };
+    if readers <= 1 || files.len() <= 1 {
+        let mut buf = Vec::new();
+        for file in &files {
+            on_file(read_file(file, &mut buf, sink));
+        }
+    } else {
+        read_in_order(&files, readers, sink, &mut on_file);
     }
     progress.done(report.files, report.records);
     Ok(report)
+}
+
+/// What a reader sends: a batch of a file's records, then what the file gave.
+enum Chunk {
+    Records(Vec<TrailRecord>),
+    Done(FileRead),
+}
+
+/// File `i` is read by reader `i % readers`, each into its own bounded channel; the caller
+/// drains the channels in file order, so records arrive as a single reader would give them.
+fn read_in_order(
+    files: &[PathBuf],
+    readers: usize,
+    sink: &mut dyn FnMut(TrailRecord),
+    on_file: &mut dyn FnMut(FileRead),
+) {
+    std::thread::scope(|scope| {
+        let channels: Vec<mpsc::Receiver<Chunk>> = (0..readers)
+            .map(|first| {
+                let (tx, rx) = mpsc::sync_channel(BATCHES_AHEAD);
+                let mine = files.iter().skip(first).step_by(readers);
+                scope.spawn(move || read_files(mine, &tx));
+                rx
+            })
+            .collect();
+        for i in 0..files.len() {
+            // A reader that stopped early has panicked; the scope re-raises it.
+            while let Ok(chunk) = channels[i % readers].recv() {
+                match chunk {
+                    Chunk::Records(batch) => batch.into_iter().for_each(&mut *sink),
+                    Chunk::Done(read) => {
+                        on_file(read);
+                        break;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// One reader's share, sent batch by batch; stops when the caller has gone.
+fn read_files<'a>(files: impl Iterator<Item = &'a PathBuf>, tx: &mpsc::SyncSender<Chunk>) {
+    let mut buf = Vec::new();
+    for file in files {
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut gone = false;
+        let read = read_file(file, &mut buf, &mut |r| {
+            batch.push(r);
+            if batch.len() == BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                gone |= tx.send(Chunk::Records(full)).is_err();
+            }
+        });
+        let sent = tx.send(Chunk::Records(batch)).is_ok() && tx.send(Chunk::Done(read)).is_ok();
+        if gone || !sent {
+            return;
+        }
+    }
+}
+
+fn read_file(path: &Path, buf: &mut Vec<u8>, sink: &mut dyn FnMut(TrailRecord)) -> FileRead {
+    let file = path.display().to_string();
+    let opened = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            return FileRead {
+                records: 0,
+                errors: vec![ParseError {
+                    file,
+                    line: None,
+                    message: format!("cannot open: {e}"),
+                }],
+            };
+        }
+    };
+    let gz = path.extension().and_then(|e| e.to_str()) == Some("gz");
+    let mut reader: Box<dyn Read> = if gz {
+        let compressed = std::io::BufReader::with_capacity(256 * 1024, opened);
+        Box::new(flate2::read::MultiGzDecoder::new(compressed))
+    } else {
+        Box::new(opened)
+    };
+    trail_file::read_content(&file, &mut reader, gz, buf, sink)
 }
 
 fn list(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<ParseError>) -> std::io::Result<()> {
@@ -74,312 +182,6 @@ fn list(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<ParseError>) -> std
         }
     }
     Ok(())
-}
-
-/// One thing found in a file: a record (with its position) or a problem with one.
-enum Item {
-    Record(String, Value),
-    Problem(String, String),
-}
-
-fn read_file(path: &Path, sink: &mut dyn FnMut(TrailRecord), report: &mut TrailDirReport) {
-    let file = path.display().to_string();
-    let problem = |message: String| ParseError {
-        file: file.clone(),
-        line: None,
-        message,
-    };
-    let opened = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) => {
-            report.errors.push(problem(format!("cannot open: {e}")));
-            return;
-        }
-    };
-    let gz = path.extension().and_then(|e| e.to_str()) == Some("gz");
-    let mut reader: Box<dyn Read> = if gz {
-        Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
-            opened,
-        )))
-    } else {
-        Box::new(std::io::BufReader::new(opened))
-    };
-
-    // Read into memory up to the limit (fast path); past it, parse from the stream.
-    let mut buf = Vec::new();
-    let read_error = (&mut reader)
-        .take(IN_MEMORY_LIMIT as u64 + 1)
-        .read_to_end(&mut buf)
-        .err();
-    let (records, errors) = match &read_error {
-        None if buf.len() > IN_MEMORY_LIMIT => {
-            let chained = std::io::Cursor::new(buf).chain(reader);
-            parse_input(
-                &file,
-                serde_json::Deserializer::from_reader(chained),
-                sink,
-                true,
-            )
-        }
-        // After a damaged gzip stream, read what came before the damage.
-        _ => parse_input(
-            &file,
-            serde_json::Deserializer::from_slice(&buf),
-            sink,
-            read_error.is_none(),
-        ),
-    };
-    report.records += records;
-    report.errors.extend(errors);
-    if let Some(e) = read_error {
-        let what = if gz {
-            "gzip stream is truncated or corrupt"
-        } else {
-            "read failed"
-        };
-        report.errors.push(problem(format!(
-            "{what} ({e}); the {records} records before the damage were read"
-        )));
-    }
-}
-
-/// Parses one named file held in memory (gunzipped first when the name ends in `.gz`).
-pub fn read_named(
-    file: &str,
-    raw: &[u8],
-    sink: &mut dyn FnMut(TrailRecord),
-) -> (u64, Vec<ParseError>) {
-    if !file.ends_with(".gz") {
-        return parse_trail_bytes(file, raw, sink);
-    }
-    let mut buf = Vec::new();
-    let damaged = flate2::read::MultiGzDecoder::new(raw)
-        .read_to_end(&mut buf)
-        .err();
-    let (records, mut errors) = parse_input(
-        file,
-        serde_json::Deserializer::from_slice(&buf),
-        sink,
-        damaged.is_none(),
-    );
-    if let Some(e) = damaged {
-        errors.push(ParseError {
-            file: file.to_string(),
-            line: None,
-            message: format!(
-                "gzip stream is truncated or corrupt ({e}); the {records} records before the damage were read"
-            ),
-        });
-    }
-    (records, errors)
-}
-
-/// Parses one file's (decompressed) content, handing good records to `sink`.
-/// Returns how many records were accepted and every problem met, labelled with `file`.
-pub fn parse_trail_bytes(
-    file: &str,
-    bytes: &[u8],
-    sink: &mut dyn FnMut(TrailRecord),
-) -> (u64, Vec<ParseError>) {
-    parse_input(
-        file,
-        serde_json::Deserializer::from_slice(bytes),
-        sink,
-        true,
-    )
-}
-
-/// `complete`: whether the input is whole (a damaged gzip stream ends early; its
-/// end-of-input error would only repeat the gzip error).
-fn parse_input<'de, R: serde_json::de::Read<'de>>(
-    file: &str,
-    mut de: serde_json::Deserializer<R>,
-    sink: &mut dyn FnMut(TrailRecord),
-    complete: bool,
-) -> (u64, Vec<ParseError>) {
-    let mut records = 0u64;
-    let mut errors = Vec::new();
-    let problem = |line: Option<usize>, message: String| ParseError {
-        file: file.to_string(),
-        line,
-        message,
-    };
-    let result = {
-        let mut on_item = |item: Item| match item {
-            Item::Record(pos, value) => match parse_record(&value) {
-                Ok(r) => {
-                    records += 1;
-                    sink(r);
-                }
-                Err(msg) => errors.push(problem(None, format!("{pos}: {msg}"))),
-            },
-            Item::Problem(pos, msg) => errors.push(problem(None, format!("{pos}: {msg}"))),
-        };
-        parse_shapes(&mut de, &mut on_item)
-    };
-    match result {
-        Ok(Shape::Unknown) => errors.push(problem(
-            None,
-            "not a CloudTrail file: no Records or Events array and not an array of records".into(),
-        )),
-        Ok(_) => {}
-        Err(e) if !complete && e.is_eof() => {}
-        Err(e) => errors.push(problem(
-            Some(e.line()),
-            format!("invalid JSON (column {}): {e}", e.column()),
-        )),
-    }
-    (records, errors)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Shape {
-    Records,
-    Events,
-    Array,
-    Unknown,
-}
-
-fn parse_shapes<'de, R: serde_json::de::Read<'de>>(
-    de: &mut serde_json::Deserializer<R>,
-    on_item: &mut dyn FnMut(Item),
-) -> Result<Shape, serde_json::Error> {
-    let shape = (&mut *de).deserialize_any(TopVisitor { on_item })?;
-    de.end()?;
-    Ok(shape)
-}
-
-struct TopVisitor<'a> {
-    on_item: &'a mut dyn FnMut(Item),
-}
-
-impl<'de> Visitor<'de> for TopVisitor<'_> {
-    type Value = Shape;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a CloudTrail file")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Shape, A::Error> {
-        RecordsSeed {
-            on_item: self.on_item,
-            prefix: "",
-            wrapped: false,
-        }
-        .visit_elements(seq)?;
-        Ok(Shape::Array)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
-        let mut shape = Shape::Unknown;
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            match key.as_ref() {
-                "Records" => {
-                    map.next_value_seed(RecordsSeed {
-                        on_item: &mut *self.on_item,
-                        prefix: "Records",
-                        wrapped: false,
-                    })?;
-                    shape = Shape::Records;
-                }
-                "Events" => {
-                    map.next_value_seed(RecordsSeed {
-                        on_item: &mut *self.on_item,
-                        prefix: "Events",
-                        wrapped: true,
-                    })?;
-                    shape = Shape::Events;
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(shape)
-    }
-
-    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Shape, E> {
-        Ok(Shape::Unknown)
-    }
-    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Shape, E> {
-        Ok(Shape::Unknown)
-    }
-    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Shape, E> {
-        Ok(Shape::Unknown)
-    }
-    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Shape, E> {
-        Ok(Shape::Unknown)
-    }
-    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Shape, E> {
-        Ok(Shape::Unknown)
-    }
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Shape, E> {
-        Ok(Shape::Unknown)
-    }
-}
-
-/// The elements of `Records` / `Events` / a bare array, handed on one by one.
-struct RecordsSeed<'a> {
-    on_item: &'a mut dyn FnMut(Item),
-    prefix: &'static str,
-    /// `Events[]` of lookup-events: each element wraps the record as a JSON string.
-    wrapped: bool,
-}
-
-impl<'de> RecordsSeed<'_> {
-    fn visit_elements<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut i = 0usize;
-        while let Some(element) = seq.next_element::<Value>()? {
-            let pos = format!("{}[{i}]", self.prefix);
-            i += 1;
-            if !self.wrapped {
-                (self.on_item)(Item::Record(pos, element));
-                continue;
-            }
-            match element.get("CloudTrailEvent") {
-                Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
-                    Ok(record) => (self.on_item)(Item::Record(pos, record)),
-                    Err(e) => (self.on_item)(Item::Problem(
-                        format!("{pos}.CloudTrailEvent"),
-                        format!("is not JSON ({e}); skipped"),
-                    )),
-                },
-                // Some tools save the record already parsed.
-                Some(record @ Value::Object(_)) => {
-                    (self.on_item)(Item::Record(pos, record.clone()))
-                }
-                _ => (self.on_item)(Item::Problem(
-                    pos,
-                    "lookup-events entry without a CloudTrailEvent string; skipped".into(),
-                )),
-            }
-        }
-        Ok(())
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for RecordsSeed<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for RecordsSeed<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an array of CloudTrail records")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        self.visit_elements(seq)
-    }
-
-    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
 }
 
 /// Progress on stderr, only when it is a terminal, at most a few times a second.
