@@ -14,6 +14,8 @@ use serde_json::value::RawValue;
 use super::trail::{Json, NOT_AN_OBJECT, RecordFields, TrailRecord, record_from_fields};
 
 /// One element of a `Records` array: the fields, or not an object at all.
+// Made and used up at once, record by record: boxing would add an allocation per record.
+#[allow(clippy::large_enum_variant)]
 pub enum RecordElement<'a> {
     Object(RecordFields<'a>),
     NotAnObject,

@@ -15,6 +15,8 @@ use crate::model::trail::{TrailRecord, parse_record};
 use crate::model::trail_json::{RecordElement, parse_record_text};
 
 /// One thing found in a file: a record read (or why not), or a problem with an element.
+// Made and used up at once, record by record: boxing would add an allocation per record.
+#[allow(clippy::large_enum_variant)]
 enum Item {
     Record(At, Result<TrailRecord, String>),
     Problem(String, String),
