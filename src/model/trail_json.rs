@@ -103,7 +103,7 @@ impl<'de, F: FromName> Deserialize<'de> for Key<F> {
 fn string_value<'de>(raw: &'de RawValue) -> Option<Cow<'de, str>> {
     let text = raw.get();
     let inner = text.strip_prefix('"')?.strip_suffix('"')?;
-    if !inner.contains('\\') {
+    if memchr::memchr(b'\\', inner.as_bytes()).is_none() {
         return Some(Cow::Borrowed(inner));
     }
     serde_json::from_str::<String>(text).ok().map(Cow::Owned)

@@ -2,9 +2,11 @@
 //! into bounded counters, the cross-account pivots and the ACK calls kept for attribution. No
 //! I/O and no judgement against the cluster (that is `evaluate::cloudtrail`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::hash::Hash;
 use std::sync::{Mutex, MutexGuard};
 
+use hashbrown::{Equivalent, HashMap};
 use serde::Serialize;
 use tokio::sync::Notify;
 
@@ -37,22 +39,57 @@ impl Signal {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct EventKey {
-    pub account: String,
-    pub region: String,
-    pub service: String,
-    pub ack_kind: String,
+/// Defines a counter key of owned strings and its borrowed twin, which hashes the same (a
+/// `String` hashes as its `str`), so a record is counted without copying a string unless its
+/// key is new.
+macro_rules! counter_key {
+    ($(#[$doc:meta])* $owned:ident, $borrowed:ident { $($field:ident),* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $owned {
+            $(pub $field: String,)*
+        }
+
+        #[derive(Hash)]
+        struct $borrowed<'a> {
+            $($field: &'a str,)*
+        }
+
+        impl Equivalent<$owned> for $borrowed<'_> {
+            fn equivalent(&self, key: &$owned) -> bool {
+                $(self.$field == key.$field)&&*
+            }
+        }
+
+        impl $borrowed<'_> {
+            fn to_owned(&self) -> $owned {
+                $owned { $($field: self.$field.to_owned(),)* }
+            }
+        }
+    };
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ErrorKey {
-    pub account: String,
-    pub region: String,
-    pub service: String,
-    pub event_name: String,
-    pub error_code: String,
-    pub ack_kind: String,
+counter_key!(
+    /// What `ack_drift_cloudtrail_events_total` is counted by.
+    EventKey, EventKeyRef { account, region, service, ack_kind }
+);
+counter_key!(
+    /// What `ack_drift_cloudtrail_errors_total` is counted by.
+    ErrorKey, ErrorKeyRef { account, region, service, event_name, error_code, ack_kind }
+);
+
+/// Adds one to `key`'s count, copying the key only the first time it is seen.
+fn count_one<K: Hash + Eq, Q: Hash + Equivalent<K>>(
+    map: &mut HashMap<K, u64>,
+    key: Q,
+    owned: impl FnOnce(&Q) -> K,
+) {
+    match map.get_mut(&key) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(owned(&key), 1);
+        }
+    }
 }
 
 /// One cross-account call, as counted (after `sharedEventID` de-duplication).
@@ -157,32 +194,24 @@ impl TrailTally {
         }
         self.events += 1;
         self.newest = Some(self.newest.map_or(r.event_time, |t| t.max(r.event_time)));
-        let ack_kind = r
-            .ack
-            .as_ref()
-            .and_then(|a| a.kind.clone())
-            .unwrap_or_default();
-        *self
-            .events_by
-            .entry(EventKey {
-                account: r.account.clone(),
-                region: r.region.clone(),
-                service: r.service.clone(),
-                ack_kind: ack_kind.clone(),
-            })
-            .or_default() += 1;
+        let ack_kind = r.ack.as_ref().and_then(|a| a.kind.as_deref()).unwrap_or("");
+        let event = EventKeyRef {
+            account: &r.account,
+            region: &r.region,
+            service: &r.service,
+            ack_kind,
+        };
+        count_one(&mut self.events_by, event, EventKeyRef::to_owned);
         if let Some(code) = &r.error_code {
-            *self
-                .errors_by
-                .entry(ErrorKey {
-                    account: r.account.clone(),
-                    region: r.region.clone(),
-                    service: r.service.clone(),
-                    event_name: r.event_name.clone(),
-                    error_code: code.clone(),
-                    ack_kind,
-                })
-                .or_default() += 1;
+            let error = ErrorKeyRef {
+                account: &r.account,
+                region: &r.region,
+                service: &r.service,
+                event_name: &r.event_name,
+                error_code: code,
+                ack_kind,
+            };
+            count_one(&mut self.errors_by, error, ErrorKeyRef::to_owned);
         }
         if let Some((signal, caller, recipient)) = cross_account(&r) {
             // One pivot logged in both accounts shares a sharedEventID: count it once,
