@@ -15,9 +15,6 @@ use ack_drift_exporter::output::controllers;
 use ack_drift_exporter::source::{kube_dir, s3_trail};
 use ack_drift_exporter::{demo, offline, serve as exporter};
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Exit code for usage and config errors (clap uses 2 as well).
 const EXIT_USAGE: u8 = 2;
 /// The input is right but the process cannot do its work (the address in use, the cluster
