@@ -382,6 +382,59 @@ pub(crate) mod tests {
         assert_eq!(t.errors_by.values().sum::<u64>(), 2);
     }
 
+    /// Records are counted through borrowed keys: each key must land on its owned twin, so
+    /// the counters equal a plain grouping by owned keys, field by field.
+    #[test]
+    fn counters_group_by_every_key_field() {
+        // account, region, service, event name, error code, CRD kind ("" for none)
+        let table = [
+            ["1", "eu-west-2", "ec2", "CreateVpc", "AccessDenied", ""],
+            ["1", "eu-west-2", "ec2", "CreateVpc", "AccessDenied", ""],
+            ["2", "eu-west-2", "ec2", "CreateVpc", "AccessDenied", ""],
+            ["1", "us-east-1", "ec2", "CreateVpc", "AccessDenied", ""],
+            ["1", "eu-west-2", "s3", "CreateVpc", "AccessDenied", ""],
+            ["1", "eu-west-2", "ec2", "DeleteVpc", "AccessDenied", ""],
+            ["1", "eu-west-2", "ec2", "CreateVpc", "Throttling", ""],
+            ["1", "eu-west-2", "ec2", "CreateVpc", "AccessDenied", "Vpc"],
+            ["1", "eu-west-2", "ec2", "CreateVpc", "AccessDenied", "Vpc"],
+        ];
+        let mut t = TrailTally::default();
+        let mut events: BTreeMap<EventKey, u64> = BTreeMap::new();
+        let mut errors: BTreeMap<ErrorKey, u64> = BTreeMap::new();
+        for (i, [account, region, service, name, code, kind]) in table.into_iter().enumerate() {
+            let mut r = record(&format!("id-{i}"));
+            (r.account, r.region, r.service) = (account.into(), region.into(), service.into());
+            (r.event_name, r.error_code) = (name.into(), Some(code.into()));
+            r.ack = (!kind.is_empty()).then(|| AckUserAgent {
+                group: "ec2.services.k8s.aws".into(),
+                kind: Some(kind.into()),
+                ..AckUserAgent::default()
+            });
+            t.ingest(r);
+            let event = EventKey {
+                account: account.into(),
+                region: region.into(),
+                service: service.into(),
+                ack_kind: kind.into(),
+            };
+            *events.entry(event).or_default() += 1;
+            let error = ErrorKey {
+                account: account.into(),
+                region: region.into(),
+                service: service.into(),
+                event_name: name.into(),
+                error_code: code.into(),
+                ack_kind: kind.into(),
+            };
+            *errors.entry(error).or_default() += 1;
+        }
+        let counted_events: BTreeMap<_, _> = t.events_by.into_iter().collect();
+        let counted_errors: BTreeMap<_, _> = t.errors_by.into_iter().collect();
+        assert_eq!(counted_events, events);
+        assert_eq!(counted_errors, errors);
+        assert_eq!(counted_errors.len(), 7);
+    }
+
     #[test]
     fn signals_rank_weakest_first() {
         assert!(Signal::RecipientDiffers < Signal::AwsAccount);
