@@ -3,12 +3,14 @@
 //!
 //! One task per (account, region) polls its event sources one after the other, so a single
 //! limiter in front of every attempt keeps the pair under its budget. Retries belong to the
-//! poller (the SDK's own are off: they would bypass the limiter). Each stream reads twice:
-//! a fresh pass `[fresh_until, now]` every poll keeps the figures current, and a settling pass
-//! reads a range again once its delivery allowance (`overlap`) has passed, to pick up events
-//! CloudTrail delivered late. Fresh passes go first; settling gets what is left of the poll
-//! interval, so under load the figures stay current and settling falls behind, not the
-//! reverse. eventIDs de-duplicate what both passes read.
+//! poller (the SDK's own are off: they would bypass the limiter). With a delivery allowance
+//! (`overlap`) of up to a minute, each stream reads every range once, when its allowance has
+//! passed. With a longer one it reads twice: a fresh pass up to `now` every poll keeps the
+//! figures current, and a settling pass reads a range again once its allowance has passed, to
+//! pick up events CloudTrail delivered late. Fresh passes go first; settling gets what is left
+//! of the poll interval, so under load the figures stay current and settling falls behind, not
+//! the reverse. eventIDs de-duplicate what both passes read. Consecutive ranges of a pass do
+//! not share a second (see `Cursor::ranges`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -163,7 +165,10 @@ impl Cursor {
     fn ranges(&self, now: i64, timing: &Timing) -> (Option<(i64, i64)>, (i64, i64)) {
         let window_start = now - timing.window.as_secs() as i64;
         let allowance = timing.delivery_allowance.as_secs() as i64;
-        let start = self.fresh_until.unwrap_or(window_start).max(window_start);
+        // Both ends of a LookupEvents range are inclusive and event times are whole seconds,
+        // so the next range starts a second after the last one read: no event is read twice.
+        let after = |until: i64| (until + 1).max(window_start);
+        let start = self.fresh_until.map_or(window_start, after);
         let fresh = (start, (now - timing.holdback()).max(start));
         // Settled in chunks of a third of the allowance (at least a poll): fewer requests
         // for partly filled pages than settling a sliver every poll.
@@ -171,9 +176,9 @@ impl Cursor {
             .max(timing.poll_interval.as_secs() as i64)
             .max(1);
         let settle = self.final_until.and_then(|f| {
-            let start = f.max(window_start);
+            let start = after(f);
             let end = (now - allowance).min(self.fresh_until.unwrap_or(start));
-            (end - start >= chunk).then_some((start, end))
+            (end - f.max(window_start) >= chunk).then_some((start, end))
         });
         (settle, fresh)
     }
@@ -184,7 +189,7 @@ impl Cursor {
         self.fresh_until = Some(end);
         // What it read before that was already past its allowance: final, if it joins what
         // was final before (or this was the first read).
-        let joins = self.final_until.is_none_or(|f| f >= start);
+        let joins = self.final_until.is_none_or(|f| f + 1 >= start);
         if joins {
             self.final_until = Some(self.final_until.unwrap_or(start).max(end - unsettled));
         }
@@ -647,10 +652,10 @@ mod tests {
         let (_, fresh) = c.ranges(10_000, &t);
         c.fresh_done(fresh, 900);
         assert_eq!((c.fresh_until, c.final_until), (Some(10_000), Some(9_100)));
-        // A minute later: read 10 000..10 060 fresh; too little to settle yet.
+        // A minute later: read 10 001..=10 060 fresh; too little to settle yet.
         let (settle, fresh) = c.ranges(10_060, &t);
         assert_eq!(settle, None);
-        assert_eq!(fresh, (10_000, 10_060));
+        assert_eq!(fresh, (10_001, 10_060));
         c.fresh_done(fresh, 900);
         // Polls every minute: the settled edge follows 15-20 minutes behind, in 5-minute
         // chunks with no gap, and every fresh range is read again once.
@@ -661,12 +666,12 @@ mod tests {
             now += 60;
             let (settle, fresh) = c.ranges(now, &t);
             if let Some(s) = settle {
-                assert_eq!(s, (settled, now - 900), "settling leaves no gap");
+                assert_eq!(s, (settled + 1, now - 900), "settling leaves no gap");
                 settled = s.1;
                 settles += 1;
                 c.settle_done(s);
             }
-            assert_eq!(fresh, (now - 60, now));
+            assert_eq!(fresh, (now - 59, now));
             c.fresh_done(fresh, 900);
             assert!(now - 900 - c.final_until.unwrap() < 300);
         }
@@ -690,7 +695,7 @@ mod tests {
             now += 10;
             let (settle, fresh) = c.ranges(now, &t);
             assert_eq!(settle, None, "nothing is read twice");
-            assert_eq!(fresh, (now - 70, now - 60));
+            assert_eq!(fresh, (now - 69, now - 60), "no second is read twice");
             c.fresh_done(fresh, t.unsettled());
             assert_eq!(c.final_until, Some(now - 60));
         }
