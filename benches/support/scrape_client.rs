@@ -5,14 +5,30 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 
-/// GET with the Accept header Prometheus sends; returns the status and the body's bytes.
+/// GET with the Accept header Prometheus sends; returns the status and the body's bytes
+/// (chunked transfer decoded).
 pub fn get(port: u16, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut body = Vec::new();
+    let status = stream(port, path, |bytes| body.extend_from_slice(bytes))?;
+    Ok((status, body))
+}
+
+/// GET, keeping only the body's length: what a timed scrape uses, so that it measures the
+/// exporter, as `curl -o /dev/null` would, and not this client's buffer growth.
+pub fn get_len(port: u16, path: &str) -> std::io::Result<(u16, usize)> {
+    let mut len = 0;
+    let status = stream(port, path, |bytes| len += bytes.len())?;
+    Ok((status, len))
+}
+
+/// Sends the GET and hands the decoded body to `sink` piece by piece; returns the status.
+fn stream(port: u16, path: &str, mut sink: impl FnMut(&[u8])) -> std::io::Result<u16> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text; version=1.0.0\r\nConnection: close\r\n\r\n"
     )?;
-    let mut r = BufReader::new(s);
+    let mut r = BufReader::with_capacity(1 << 16, s);
     let mut line = String::new();
     r.read_line(&mut line)?;
     let status = line
@@ -20,13 +36,45 @@ pub fn get(port: u16, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let mut rest = Vec::new();
-    r.read_to_end(&mut rest)?;
-    let body = rest
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or_else(Vec::new, |i| rest[i + 4..].to_vec());
-    Ok((status, body))
+    let mut chunked = false;
+    loop {
+        line.clear();
+        if r.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':').unwrap_or((&line, ""));
+        chunked |= name.eq_ignore_ascii_case("transfer-encoding")
+            && value.trim().eq_ignore_ascii_case("chunked");
+    }
+    let mut buf = vec![0u8; 1 << 16];
+    let mut left = usize::MAX; // without chunking: until the connection closes
+    loop {
+        if chunked && left == usize::MAX {
+            line.clear();
+            r.read_line(&mut line)?;
+            let size = line.trim_end().split(';').next().unwrap_or("");
+            left = usize::from_str_radix(size, 16)
+                .map_err(|_| std::io::Error::other(format!("bad chunk size {line:?}")))?;
+            if left == 0 {
+                return Ok(status);
+            }
+        }
+        let n = r.read(&mut buf[..left.min(1 << 16)])?;
+        if n == 0 {
+            if chunked {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            return Ok(status);
+        }
+        sink(&buf[..n]);
+        if chunked {
+            left -= n;
+            if left == 0 {
+                r.read_line(&mut line)?; // the CRLF after the chunk
+                left = usize::MAX;
+            }
+        }
+    }
 }
 
 /// A `/proc/<pid>/status` memory figure (`VmRSS:`, `VmHWM:`) in MiB.

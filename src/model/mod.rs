@@ -10,6 +10,7 @@ pub mod runtime_version;
 pub mod time;
 pub mod trail;
 pub mod trail_json;
+pub mod trail_scan;
 pub mod user_agent;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -4,7 +4,6 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 use super::account::arn_account;
 use super::user_agent::{self, AckUserAgent};
@@ -72,11 +71,11 @@ pub struct RecordFields<'a> {
     pub resources: Option<Json<'a>>,
 }
 
-/// A JSON value either already parsed or still text.
+/// A JSON value either already parsed or still text (checked JSON, as a `RawValue` holds).
 #[derive(Debug, Clone, Copy)]
 pub enum Json<'a> {
     Value(&'a Value),
-    Raw(&'a RawValue),
+    Text(&'a str),
 }
 
 impl<'a> Json<'a> {
@@ -84,7 +83,7 @@ impl<'a> Json<'a> {
     fn parsed(self) -> Option<Cow<'a, Value>> {
         match self {
             Json::Value(v) => Some(Cow::Borrowed(v)),
-            Json::Raw(raw) => serde_json::from_str(raw.get()).ok().map(Cow::Owned),
+            Json::Text(text) => serde_json::from_str(text).ok().map(Cow::Owned),
         }
     }
 }

@@ -37,8 +37,8 @@ pub fn parse_record_text(text: &str) -> Result<TrailRecord, String> {
         .into_record()
 }
 
-/// The field names read; every other one is skipped.
-enum Field {
+/// The field names read; every other one is skipped. Shared with `model::trail_scan`.
+pub(super) enum Field {
     EventId,
     EventTime,
     EventSource,
@@ -75,7 +75,7 @@ impl FromName for Field {
 }
 
 /// Names matched to what they mean.
-trait FromName {
+pub(super) trait FromName {
     fn named(name: &str) -> Self;
 }
 
@@ -98,10 +98,9 @@ impl<'de, F: FromName> Deserialize<'de> for Key<F> {
     }
 }
 
-/// A string value borrowed from the text (unescaped into a copy only when it has escapes);
-/// `None` for a value of any other type.
-fn string_value<'de>(raw: &'de RawValue) -> Option<Cow<'de, str>> {
-    let text = raw.get();
+/// A string value borrowed from the value's text (unescaped into a copy only when it has
+/// escapes); `None` for a value of any other type. Shared with `model::trail_scan`.
+pub(super) fn string_value(text: &str) -> Option<Cow<'_, str>> {
     let inner = text.strip_prefix('"')?.strip_suffix('"')?;
     if memchr::memchr(b'\\', inner.as_bytes()).is_none() {
         return Some(Cow::Borrowed(inner));
@@ -110,7 +109,12 @@ fn string_value<'de>(raw: &'de RawValue) -> Option<Cow<'de, str>> {
 }
 
 fn next_string<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Option<Cow<'de, str>>, A::Error> {
-    Ok(string_value(map.next_value::<&'de RawValue>()?))
+    Ok(string_value(map.next_value::<&'de RawValue>()?.get()))
+}
+
+/// A value kept as its text, parsed only if an ACK record needs it.
+fn raw_json<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Json<'de>, A::Error> {
+    Ok(Json::Text(map.next_value::<&'de RawValue>()?.get()))
 }
 
 /// The `accountId` and `type` of `userIdentity`.
@@ -126,7 +130,7 @@ impl<'de> Deserialize<'de> for Identity<'de> {
     }
 }
 
-enum IdentityField {
+pub(super) enum IdentityField {
     AccountId,
     Type,
     Other,
@@ -196,11 +200,11 @@ impl<'de> ObjectVisitor<'de> for RecordVisitor {
                     continue;
                 }
                 Field::RequestParameters => {
-                    f.request_parameters = Some(Json::Raw(map.next_value()?));
+                    f.request_parameters = Some(raw_json(&mut map)?);
                     continue;
                 }
                 Field::Resources => {
-                    f.resources = Some(Json::Raw(map.next_value()?));
+                    f.resources = Some(raw_json(&mut map)?);
                     continue;
                 }
                 Field::Other => {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::model::ParseError;
 use crate::model::trail::TrailRecord;
-use crate::source::trail_file::{self, FileRead};
+use crate::source::trail_file::{self, FileRead, TextBuffer};
 
 /// Records handed from a reader to the caller at a time.
 const BATCH: usize = 2048;
@@ -61,7 +61,7 @@ pub fn read_trail_dir_with(
         progress.tick(report.files, report.records);
     };
     if readers <= 1 || files.len() <= 1 {
-        let mut buf = Vec::new();
+        let mut buf = TextBuffer::default();
         for file in &files {
             on_file(read_file(file, &mut buf, sink));
         }
@@ -112,7 +112,7 @@ fn read_in_order(
 
 /// One reader's share, sent batch by batch; stops when the caller has gone.
 fn read_files<'a>(files: impl Iterator<Item = &'a PathBuf>, tx: &mpsc::SyncSender<Chunk>) {
-    let mut buf = Vec::new();
+    let mut buf = TextBuffer::default();
     for file in files {
         let mut batch = Vec::with_capacity(BATCH);
         let mut gone = false;
@@ -130,7 +130,7 @@ fn read_files<'a>(files: impl Iterator<Item = &'a PathBuf>, tx: &mpsc::SyncSende
     }
 }
 
-fn read_file(path: &Path, buf: &mut Vec<u8>, sink: &mut dyn FnMut(TrailRecord)) -> FileRead {
+fn read_file(path: &Path, buf: &mut TextBuffer, sink: &mut dyn FnMut(TrailRecord)) -> FileRead {
     let file = path.display().to_string();
     let opened = match std::fs::File::open(path) {
         Ok(f) => f,
