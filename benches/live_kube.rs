@@ -136,6 +136,11 @@ fn main() {
     }
     let synced = started.elapsed();
     let rss_sync = proc_mib(child.id(), "VmRSS:");
+    println!(
+        "RSS after sync: {rss_sync:.0} MiB = heap and stacks {:.0} MiB + mapped files (the binary's code) {:.0} MiB",
+        proc_mib(child.id(), "RssAnon:"),
+        proc_mib(child.id(), "RssFile:")
+    );
 
     let mut times = Vec::new();
     let mut size = 0;

@@ -4,7 +4,8 @@
 //! once gzipped as S3 writes them (~5 MB per `.json.gz`). In the same run, on the same files:
 //! `jq` and DuckDB counting errors by account and normalised code (their counts are checked
 //! against the exporter's), and the physical references (reading the plain files, inflating the
-//! gz files with GNU `zcat` and in-process). Prints numbers and ratios; asserts nothing.
+//! gz files with GNU `zcat` and in-process). The exporter and the references run three times
+//! and the fastest counts; prints numbers and ratios; asserts nothing.
 //!
 //! Run: `cargo bench --bench trail_throughput` (the corpora are written once under target/).
 //! Peers, when installed: `jq` and `zcat` (Debian), DuckDB (`pip install duckdb`).
@@ -384,6 +385,31 @@ print(json.dumps({{a + "\t" + c: n for a, c, n in rows}}))
     run_peer(&who, corpus, "python3", &["-c", &python])
 }
 
+/// Runs of the exporter and of the physical references are repeated and the fastest kept:
+/// this machine's speed varies by ±15 % from run to run. The peers run once (DuckDB takes
+/// minutes); their ratios to the exporter have margins far wider than that.
+const TRIES: usize = 3;
+
+fn best_of(mut run: impl FnMut() -> Run) -> Run {
+    (0..TRIES)
+        .map(|_| run())
+        .min_by(|a, b| a.secs.total_cmp(&b.secs))
+        .expect("at least one try")
+}
+
+/// The fastest of each reference over the tries (each try gives the same references).
+fn fastest_each(tries: Vec<Vec<Run>>) -> Vec<Run> {
+    let mut best: Vec<Run> = Vec::new();
+    for run in tries.into_iter().flatten() {
+        match best.iter_mut().find(|b| b.who == run.who) {
+            Some(b) if b.secs <= run.secs => {}
+            Some(b) => *b = run,
+            None => best.push(run),
+        }
+    }
+    best
+}
+
 /// Physical references: the time to read the plain corpus, or to inflate the gz corpus.
 fn run_references(corpus: &Corpus) -> Vec<Run> {
     let files = corpus_files(&corpus.dir);
@@ -523,10 +549,11 @@ fn main() {
             corpus.dir.display()
         );
         bytes.insert(corpus.name(), corpus.bytes);
-        runs.push(run_exporter(corpus, 1));
-        runs.push(run_exporter(corpus, cores));
-        runs.push(run_audit(corpus));
-        runs.extend(run_references(corpus));
+        runs.push(best_of(|| run_exporter(corpus, 1)));
+        runs.push(best_of(|| run_exporter(corpus, cores)));
+        runs.push(best_of(|| run_audit(corpus)));
+        let references: Vec<Vec<Run>> = (0..TRIES).map(|_| run_references(corpus)).collect();
+        runs.extend(fastest_each(references));
         if has_jq {
             runs.extend(run_jq(corpus));
         }

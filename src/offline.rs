@@ -122,7 +122,7 @@ pub fn read_trail(
             let mut errors = Vec::new();
             for (name, bytes) in files {
                 let read = trail_file::read_named(&format!("demo:{name}"), bytes, &mut |r| {
-                    tally.ingest(r);
+                    tally.ingest(&r);
                 });
                 errors.extend(read.errors);
             }
@@ -130,7 +130,7 @@ pub fn read_trail(
         }
         Input::Snapshot(_) => Err(ReadError::NotATrail),
         Input::Bucket(query) => s3_trail::read_range(query, &mut |r| {
-            tally.ingest(r);
+            tally.ingest(&r);
         })
         .map(|r| (r.objects, r.errors))
         .map_err(|source| ReadError::CloudtrailS3 {

@@ -337,7 +337,7 @@ fn any_number_of_readers_hands_on_the_same_records_in_the_same_order() {
     std::fs::write(dir.join("01/zz-broken.json"), b"{\"Records\": [1, ").unwrap();
     let read = |readers: usize| {
         let mut records = Vec::new();
-        let report = read_trail_dir_with(&dir, readers, &mut |r| records.push(r)).unwrap();
+        let report = read_trail_dir_with(&dir, readers, &mut |r| records.push(r.clone())).unwrap();
         (records, report)
     };
     let (one, one_report) = read(1);

@@ -237,7 +237,7 @@ mod tests {
         let mut t = TrailTally::default();
         let mut pivot = record("p-old");
         pivot.account = "222222222222".into();
-        t.ingest(pivot);
+        t.ingest(&pivot);
         for (id, time) in [("old", 100), ("new", 500)] {
             let mut r = record(id);
             r.event_time = time;
@@ -245,7 +245,7 @@ mod tests {
                 group: "ec2.services.k8s.aws".into(),
                 ..Default::default()
             });
-            t.ingest(r);
+            t.ingest(&r);
         }
         let snapshot = ClusterSnapshot::default();
         let evaluation = crate::evaluate::evaluate(&snapshot, &Default::default());
@@ -262,10 +262,10 @@ mod tests {
         // Only what is newer than the horizon is still recognised as a duplicate.
         let mut again = record("new");
         again.event_time = 500;
-        assert!(!t.ingest(again));
+        assert!(!t.ingest(&again));
         let mut forgotten = record("old");
         forgotten.event_time = 100;
-        assert!(t.ingest(forgotten), "the old eventID was forgotten");
+        assert!(t.ingest(&forgotten), "the old eventID was forgotten");
     }
 
     #[test]
@@ -277,11 +277,11 @@ mod tests {
         a.shared_event_id = Some("shared".into());
         a.service = "kms".into();
         a.event_name = "Decrypt".into();
-        t.ingest(a.clone());
+        t.ingest(&a.clone());
         let mut b = a.clone();
         b.event_id = "b".into();
         b.caller_type = Some("AWSAccount".into());
-        t.ingest(b);
+        t.ingest(&b);
         let e = evidence(
             &t,
             &ClusterSnapshot::default(),

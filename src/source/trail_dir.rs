@@ -39,7 +39,7 @@ impl TrailDirReport {
 /// Fails only when `dir` cannot be listed; everything below it is best effort.
 pub fn read_trail_dir(
     dir: &Path,
-    sink: &mut dyn FnMut(TrailRecord),
+    sink: &mut dyn FnMut(&TrailRecord),
 ) -> std::io::Result<TrailDirReport> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     read_trail_dir_with(dir, cores, sink)
@@ -50,7 +50,7 @@ pub fn read_trail_dir(
 pub fn read_trail_dir_with(
     dir: &Path,
     readers: usize,
-    sink: &mut dyn FnMut(TrailRecord),
+    sink: &mut dyn FnMut(&TrailRecord),
 ) -> std::io::Result<TrailDirReport> {
     let mut files = Vec::new();
     let mut report = TrailDirReport::default();
@@ -63,7 +63,7 @@ pub fn read_trail_dir_with(
     if readers <= 1 || files.len() <= 1 {
         let mut buf = TextBuffer::default();
         for file in &files {
-            on_file(read_file(file, &mut buf, sink));
+            on_file(read_file(file, &mut buf, &mut |r| sink(&r)));
         }
     } else {
         read_in_order(&files, readers, sink, &mut on_file);
@@ -80,26 +80,36 @@ enum Chunk {
 
 /// File `i` is read by reader `i % readers`, each into its own bounded channel; the caller
 /// drains the channels in file order, so records arrive as a single reader would give them.
+/// The caller lends `sink` each record and hands the batch back to its reader, which frees
+/// it: memory freed on the thread that allocated it stays in that thread's cache, where
+/// frees from another thread would contend for the allocator's lock (at two cores that cost
+/// a fifth of the time on top of one reader's).
 fn read_in_order(
     files: &[PathBuf],
     readers: usize,
-    sink: &mut dyn FnMut(TrailRecord),
+    sink: &mut dyn FnMut(&TrailRecord),
     on_file: &mut dyn FnMut(FileRead),
 ) {
     std::thread::scope(|scope| {
-        let channels: Vec<mpsc::Receiver<Chunk>> = (0..readers)
+        let channels: Vec<(mpsc::Receiver<Chunk>, mpsc::Sender<Batch>)> = (0..readers)
             .map(|first| {
                 let (tx, rx) = mpsc::sync_channel(BATCHES_AHEAD);
+                let (spent_tx, spent_rx) = mpsc::channel();
                 let mine = files.iter().skip(first).step_by(readers);
-                scope.spawn(move || read_files(mine, &tx));
-                rx
+                scope.spawn(move || read_files(mine, &tx, &spent_rx));
+                (rx, spent_tx)
             })
             .collect();
         for i in 0..files.len() {
+            let (chunks, spent) = &channels[i % readers];
             // A reader that stopped early has panicked; the scope re-raises it.
-            while let Ok(chunk) = channels[i % readers].recv() {
+            while let Ok(chunk) = chunks.recv() {
                 match chunk {
-                    Chunk::Records(batch) => batch.into_iter().for_each(&mut *sink),
+                    Chunk::Records(batch) => {
+                        batch.iter().for_each(&mut *sink);
+                        // A reader that has finished frees nothing more: this one goes here.
+                        let _ = spent.send(batch);
+                    }
                     Chunk::Done(read) => {
                         on_file(read);
                         break;
@@ -110,16 +120,33 @@ fn read_in_order(
     });
 }
 
+type Batch = Vec<TrailRecord>;
+
+/// A batch to fill: one handed back (its records freed here), or a new one.
+fn next_batch(spent: &mpsc::Receiver<Batch>) -> Batch {
+    match spent.try_recv() {
+        Ok(mut batch) => {
+            batch.clear();
+            batch
+        }
+        Err(_) => Vec::with_capacity(BATCH),
+    }
+}
+
 /// One reader's share, sent batch by batch; stops when the caller has gone.
-fn read_files<'a>(files: impl Iterator<Item = &'a PathBuf>, tx: &mpsc::SyncSender<Chunk>) {
+fn read_files<'a>(
+    files: impl Iterator<Item = &'a PathBuf>,
+    tx: &mpsc::SyncSender<Chunk>,
+    spent: &mpsc::Receiver<Batch>,
+) {
     let mut buf = TextBuffer::default();
     for file in files {
-        let mut batch = Vec::with_capacity(BATCH);
+        let mut batch = next_batch(spent);
         let mut gone = false;
         let read = read_file(file, &mut buf, &mut |r| {
             batch.push(r);
             if batch.len() == BATCH {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                let full = std::mem::replace(&mut batch, next_batch(spent));
                 gone |= tx.send(Chunk::Records(full)).is_err();
             }
         });

@@ -180,8 +180,10 @@ pub fn cross_account(r: &TrailRecord) -> Option<(Signal, String, String)> {
 }
 
 impl TrailTally {
-    /// Folds one record in; returns false when its eventID was already counted.
-    pub fn ingest(&mut self, r: TrailRecord) -> bool {
+    /// Folds one record in; returns false when its eventID was already counted. Only what is
+    /// kept is copied: the ACK calls, pivots and new keys (a record is lent, so that a
+    /// multi-threaded reader can free it where it was made).
+    pub fn ingest(&mut self, r: &TrailRecord) -> bool {
         let new = match uuid(&r.event_id) {
             Some(n) => self.seen_uuid.insert(n, r.event_time).is_none(),
             None => self
@@ -237,17 +239,17 @@ impl TrailTally {
             }
         }
         if !r.is_ack_pivot()
-            && let Some(ack) = r.ack
+            && let Some(ack) = &r.ack
         {
             self.ack_calls.push(AckCall {
                 time: r.event_time,
-                account: r.account,
-                region: r.region,
-                group: ack.group,
-                kind: ack.kind,
-                error_code: r.error_code,
-                values: r.request_values,
-                namespace_tag: r.namespace_tag,
+                account: r.account.clone(),
+                region: r.region.clone(),
+                group: ack.group.clone(),
+                kind: ack.kind.clone(),
+                error_code: r.error_code.clone(),
+                values: r.request_values.clone(),
+                namespace_tag: r.namespace_tag.clone(),
             });
         }
         true
@@ -298,7 +300,7 @@ impl TrailStore {
         let mut tally = self.lock();
         records
             .into_iter()
-            .fold(0, |repeats, r| repeats + u64::from(!tally.ingest(r)))
+            .fold(0, |repeats, r| repeats + u64::from(!tally.ingest(&r)))
     }
 
     pub fn lock(&self) -> MutexGuard<'_, TrailTally> {
@@ -372,12 +374,12 @@ pub(crate) mod tests {
         let mut t = TrailTally::default();
         let mut r = record("91cfd79c-d013-ac45-f7da-7e85f472694f");
         r.error_code = Some("AccessDenied".into());
-        assert!(t.ingest(r.clone()));
-        assert!(!t.ingest(r.clone()));
+        assert!(t.ingest(&r.clone()));
+        assert!(!t.ingest(&r.clone()));
         let mut other = record("plain-id");
         other.error_code = Some("AccessDenied".into());
-        assert!(t.ingest(other.clone()));
-        assert!(!t.ingest(other));
+        assert!(t.ingest(&other.clone()));
+        assert!(!t.ingest(&other));
         assert_eq!(t.events, 2);
         assert_eq!(t.duplicates, 2);
         assert_eq!(t.errors_by.values().sum::<u64>(), 2);
@@ -411,7 +413,7 @@ pub(crate) mod tests {
                 kind: Some(kind.into()),
                 ..AckUserAgent::default()
             });
-            t.ingest(r);
+            t.ingest(&r);
             let event = EventKey {
                 account: account.into(),
                 region: region.into(),
@@ -473,7 +475,7 @@ pub(crate) mod tests {
             kind: Some("VPC".into()),
             crd_version: None,
         });
-        t.ingest(r);
+        t.ingest(&r);
         assert!(t.ack_calls.is_empty());
     }
 }
