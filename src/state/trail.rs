@@ -216,7 +216,7 @@ impl TrailTally {
             };
             count_one(&mut self.errors_by, error, ErrorKeyRef::to_owned);
         }
-        if let Some((signal, caller, recipient)) = cross_account(&r) {
+        if let Some((signal, caller, recipient)) = cross_account(r) {
             // One pivot logged in both accounts shares a sharedEventID: count it once,
             // under its strongest signal.
             let key = r
