@@ -39,37 +39,60 @@ pub fn parse_record_text(text: &str) -> Result<TrailRecord, String> {
 
 /// The field names read; every other one is skipped. Shared with `model::trail_scan`.
 pub(super) enum Field {
+    Text(TextField),
+    UserIdentity,
+    RequestParameters,
+    Resources,
+    Other,
+}
+
+/// The fields read as plain strings.
+#[derive(Clone, Copy)]
+pub(super) enum TextField {
     EventId,
     EventTime,
     EventSource,
     EventName,
     AwsRegion,
     RecipientAccountId,
-    UserIdentity,
     ErrorCode,
     SharedEventId,
     UserAgent,
-    RequestParameters,
-    Resources,
-    Other,
 }
 
 impl FromName for Field {
     fn named(name: &str) -> Field {
         match name {
-            "eventID" => Field::EventId,
-            "eventTime" => Field::EventTime,
-            "eventSource" => Field::EventSource,
-            "eventName" => Field::EventName,
-            "awsRegion" => Field::AwsRegion,
-            "recipientAccountId" => Field::RecipientAccountId,
+            "eventID" => Field::Text(TextField::EventId),
+            "eventTime" => Field::Text(TextField::EventTime),
+            "eventSource" => Field::Text(TextField::EventSource),
+            "eventName" => Field::Text(TextField::EventName),
+            "awsRegion" => Field::Text(TextField::AwsRegion),
+            "recipientAccountId" => Field::Text(TextField::RecipientAccountId),
+            "errorCode" => Field::Text(TextField::ErrorCode),
+            "sharedEventID" => Field::Text(TextField::SharedEventId),
+            "userAgent" => Field::Text(TextField::UserAgent),
             "userIdentity" => Field::UserIdentity,
-            "errorCode" => Field::ErrorCode,
-            "sharedEventID" => Field::SharedEventId,
-            "userAgent" => Field::UserAgent,
             "requestParameters" => Field::RequestParameters,
             "resources" => Field::Resources,
             _ => Field::Other,
+        }
+    }
+}
+
+impl<'a> RecordFields<'a> {
+    /// Where a string field's value goes: one place for both ways of reading a record.
+    pub(super) fn text_slot(&mut self, field: TextField) -> &mut Option<Cow<'a, str>> {
+        match field {
+            TextField::EventId => &mut self.event_id,
+            TextField::EventTime => &mut self.event_time,
+            TextField::EventSource => &mut self.event_source,
+            TextField::EventName => &mut self.event_name,
+            TextField::AwsRegion => &mut self.aws_region,
+            TextField::RecipientAccountId => &mut self.recipient_account_id,
+            TextField::ErrorCode => &mut self.error_code,
+            TextField::SharedEventId => &mut self.shared_event_id,
+            TextField::UserAgent => &mut self.user_agent,
         }
     }
 }
@@ -184,16 +207,8 @@ impl<'de> ObjectVisitor<'de> for RecordVisitor {
     fn visit_object<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut f = RecordFields::default();
         while let Some(Key(field)) = map.next_key()? {
-            let slot = match field {
-                Field::EventId => &mut f.event_id,
-                Field::EventTime => &mut f.event_time,
-                Field::EventSource => &mut f.event_source,
-                Field::EventName => &mut f.event_name,
-                Field::AwsRegion => &mut f.aws_region,
-                Field::RecipientAccountId => &mut f.recipient_account_id,
-                Field::ErrorCode => &mut f.error_code,
-                Field::SharedEventId => &mut f.shared_event_id,
-                Field::UserAgent => &mut f.user_agent,
+            let text = match field {
+                Field::Text(text) => text,
                 Field::UserIdentity => {
                     let identity: Identity = map.next_value()?;
                     (f.caller_account, f.caller_type) = (identity.account_id, identity.kind);
@@ -212,7 +227,7 @@ impl<'de> ObjectVisitor<'de> for RecordVisitor {
                     continue;
                 }
             };
-            *slot = next_string(&mut map)?;
+            *f.text_slot(text) = next_string(&mut map)?;
         }
         Ok(RecordElement::Object(f))
     }

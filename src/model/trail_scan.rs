@@ -367,16 +367,8 @@ impl<'a> Scanner<'a> {
     fn record(&mut self) -> Result<RecordFields<'a>, Stop> {
         let mut f = RecordFields::default();
         self.members(|s, key| {
-            let slot = match Field::named(key.plain()?) {
-                Field::EventId => &mut f.event_id,
-                Field::EventTime => &mut f.event_time,
-                Field::EventSource => &mut f.event_source,
-                Field::EventName => &mut f.event_name,
-                Field::AwsRegion => &mut f.aws_region,
-                Field::RecipientAccountId => &mut f.recipient_account_id,
-                Field::ErrorCode => &mut f.error_code,
-                Field::SharedEventId => &mut f.shared_event_id,
-                Field::UserAgent => &mut f.user_agent,
+            let text = match Field::named(key.plain()?) {
+                Field::Text(text) => text,
                 Field::UserIdentity => {
                     (f.caller_account, f.caller_type) = s.identity()?;
                     return Ok(());
@@ -391,7 +383,7 @@ impl<'a> Scanner<'a> {
                 }
                 Field::Other => return s.skip_value(FIELD_DEPTH),
             };
-            *slot = s.string_field(FIELD_DEPTH)?;
+            *f.text_slot(text) = s.string_field(FIELD_DEPTH)?;
             Ok(())
         })?;
         Ok(f)
