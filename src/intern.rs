@@ -3,8 +3,16 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
+
+/// The hasher of every cache key and content fingerprint: the same for the same value for as
+/// long as the process runs. SipHash (std's `DefaultHasher`) took a seventh of a live
+/// publish at 100 000 resources; foldhash's quality variant is several times faster and mixes
+/// well enough that a 64-bit fingerprint does not collide in practice.
+pub fn fingerprint_hasher() -> impl Hasher {
+    foldhash::quality::FixedState::with_seed(0x5eed_ac4d_41f7).build_hasher()
+}
 
 /// Hands out one `Arc` per distinct value. An entry only the interner still holds is dropped
 /// by [`Interner::prune`]; a hash collision with unequal content keeps its own `Arc`.
@@ -22,7 +30,7 @@ impl<T> Default for Interner<T> {
 
 impl<T: Hash + PartialEq> Interner<T> {
     pub fn intern(&mut self, value: T) -> Arc<T> {
-        let mut h = DefaultHasher::new();
+        let mut h = fingerprint_hasher();
         value.hash(&mut h);
         match self.by_hash.entry(h.finish()) {
             Entry::Occupied(e) if **e.get() == value => e.get().clone(),

@@ -26,11 +26,11 @@ pub mod startup;
 pub mod upgrade;
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::intern::Interner;
+use crate::intern::{Interner, fingerprint_hasher};
 use crate::model::{AckResource, ClusterSnapshot};
 
 pub use controllers::ControllerSettings;
@@ -86,7 +86,7 @@ fn context_fingerprint(
     namespace: &str,
     selectors: u64,
 ) -> u64 {
-    let mut h = DefaultHasher::new();
+    let mut h = fingerprint_hasher();
     snapshot.namespaces.get(namespace).hash(&mut h);
     controller.hash(&mut h);
     for map in crate::model::CARM_MAPS {
@@ -113,7 +113,7 @@ pub fn evaluate_controllers(
     controllers: Vec<ControllerSettings>,
 ) -> Evaluation {
     let selectors = {
-        let mut h = DefaultHasher::new();
+        let mut h = fingerprint_hasher();
         snapshot.role_selectors.hash(&mut h);
         h.finish()
     };

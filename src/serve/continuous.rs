@@ -149,9 +149,13 @@ fn publish_snapshot(
     trail: &TrailSide,
     caches: &mut Caches,
 ) -> Option<LookupPlan> {
+    let started = std::time::Instant::now();
     let snapshot = cluster.snapshot();
+    let snapshot_ms = started.elapsed().as_millis();
     let evaluation = evaluate_with(&mut caches.evaluations, &snapshot, config);
+    let evaluate_ms = started.elapsed().as_millis();
     let plan = trail.publish(state, &snapshot, &evaluation, config, &mut caches.renders);
+    let publish_ms = started.elapsed().as_millis();
     release_freed_memory();
     cluster.record_health(state, &snapshot);
     if cluster.is_ready() && trail.is_ready() && !state.ready.swap(true, Ordering::AcqRel) {
@@ -163,6 +167,10 @@ fn publish_snapshot(
     debug!(
         evaluated = caches.evaluations.evaluated_last,
         rendered = caches.renders.rendered_last,
+        snapshot_ms,
+        evaluate_ms,
+        publish_ms,
+        total_ms = started.elapsed().as_millis(),
         "published"
     );
     plan

@@ -45,14 +45,15 @@ impl ResourceCache {
         options: Options,
     ) -> Exposition {
         let mut prepared = Vec::new();
-        let mut counts: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+        // Counted by borrowed names: a copy per resource and publish cost more than the rest.
+        let mut counts: BTreeMap<(&str, &str, &str), u64> = BTreeMap::new();
         let mut next = HashMap::with_capacity(self.entries.len());
         self.rendered_last = 0;
         for input in resources {
             let r = input.resource;
             let key = r.identity_hash();
             *counts
-                .entry((r.gvk.group.clone(), r.gvk.kind.clone(), r.namespace.clone()))
+                .entry((&r.gvk.group, &r.gvk.kind, &r.namespace))
                 .or_default() += 1;
             let fp = input.fingerprint(options);
             let chunks = match self.entries.remove(&key) {

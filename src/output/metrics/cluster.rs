@@ -53,7 +53,7 @@ family!(
 
 /// `ack_drift_resources`: (group, kind, namespace) → resources.
 pub(super) fn resource_counts(
-    counts: &BTreeMap<(String, String, String), u64>,
+    counts: &BTreeMap<(&str, &str, &str), u64>,
 ) -> (&'static Family, String) {
     let mut body = String::new();
     for ((group, kind, ns), n) in counts {

@@ -2,7 +2,6 @@
 //! that writes them, in one table ([`RESOURCE_FAMILIES`]); and a rendered resource's lines,
 //! kept as one allocation per resource plus one shared per distinct verdict.
 
-use std::collections::hash_map::DefaultHasher;
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -308,7 +307,7 @@ pub struct ResourceInput<'a> {
 
 impl ResourceInput<'_> {
     pub(super) fn fingerprint(&self, options: Options) -> u64 {
-        let mut h = DefaultHasher::new();
+        let mut h = crate::intern::fingerprint_hasher();
         self.resource.hash(&mut h);
         self.ownership.hash(&mut h);
         self.evidence.hash(&mut h);
